@@ -1,0 +1,115 @@
+"""A service's own database: SQLite on the embedded profile, PostgreSQL on the distributed one.
+
+Write transactions on SQLite start with BEGIN IMMEDIATE, so two processes never deadlock
+upgrading a read lock to a write lock; readers never block writers (WAL).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+_READ_ONLY = "eventmart_read_only"
+
+
+class Database:
+    """One database, opened lazily; `transaction()` is the unit of work's connection."""
+
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        self.url = url
+        self._pool_size = pool_size
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._create_engine()
+        return self._engine
+
+    def _create_engine(self) -> Engine:
+        if self.is_sqlite:
+            engine = create_engine(
+                self.url,
+                connect_args={"timeout": 60, "check_same_thread": False},
+                pool_size=self._pool_size,
+                max_overflow=self._pool_size * 2,
+            )
+            event.listen(engine, "connect", _sqlite_on_connect)
+            event.listen(engine, "begin", _sqlite_on_begin)
+            return engine
+        ensure_postgres_database(self.url)
+        return create_engine(
+            self.url, pool_size=self._pool_size, max_overflow=self._pool_size * 2,
+            pool_pre_ping=True,
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction: commits when the block ends, rolls back if it raises."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction on a consistent snapshot."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{_READ_ONLY: True})
+            with conn.begin():
+                yield conn
+
+    def create_all(self, metadata: MetaData) -> None:
+        metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Take over transaction control from the sqlite3 module so BEGIN is ours to emit.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get(_READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def ensure_postgres_database(url: str) -> None:
+    """Create the database named in `url` if the server does not have it yet."""
+    parsed = make_url(url)
+    name = parsed.database
+    if not name:
+        return
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).first()
+            if not exists:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.dispose()

@@ -1,0 +1,1 @@
+"""Schema governance: Avro schemas, the registry port, compatibility rules."""

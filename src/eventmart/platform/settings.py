@@ -1,0 +1,65 @@
+"""Typed settings for every eventmart process (environment variables `EVENTMART_*`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from eventmart.platform.errors import ConfigurationError
+
+DEV_SECRET = "dev-only-secret-change-me"  # noqa: S105 - a placeholder refused outside development
+
+Profile = Literal["embedded", "distributed"]
+
+
+class Settings(BaseSettings):
+    """Everything a process needs to know to wire its adapters; nothing connects here."""
+
+    model_config = SettingsConfigDict(env_prefix="EVENTMART_", extra="ignore")
+
+    profile: Profile = "embedded"
+    data_dir: Path = Path(".eventmart")
+    environment: Literal["development", "test", "production"] = "development"
+    jwt_secret: SecretStr = SecretStr(DEV_SECRET)
+
+    # The log
+    partitions: int = Field(8, ge=1, le=256)
+    consumer_batch_size: int = Field(500, ge=1)
+    max_in_flight: int = Field(2000, ge=1)
+    session_timeout_s: float = Field(6.0, gt=0)
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    poll_interval_s: float = Field(0.02, gt=0)
+    retry_max_attempts: int = Field(5, ge=1)
+    retry_backoff_initial_s: float = Field(0.05, ge=0)
+    retry_backoff_max_s: float = Field(2.0, ge=0)
+
+    # Distributed profile addresses
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5433"
+    cassandra_hosts: str = "127.0.0.1"
+    cassandra_port: int = 9042
+    schema_registry_url: str | None = None
+    temporal_address: str = "127.0.0.1:7233"
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment == "production" and self.jwt_secret.get_secret_value() == DEV_SECRET:
+            raise ConfigurationError(
+                "EVENTMART_JWT_SECRET still holds the development placeholder; "
+                "set it to a long random value before running in production"
+            )
+        return self
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the data directory, creating the directory on first use."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir.joinpath(*parts)
+
+    def store_url(self, name: str) -> str:
+        """The SQLAlchemy URL of one service's own database."""
+        if self.profile == "embedded":
+            return f"sqlite:///{self.path(f'{name}.db').resolve()}"
+        return f"{self.postgres_url.rstrip('/')}/eventmart_{name}"
