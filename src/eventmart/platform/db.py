@@ -52,7 +52,9 @@ class Database:
             return engine
         ensure_postgres_database(self.url)
         return create_engine(
-            self.url, pool_size=self._pool_size, max_overflow=self._pool_size * 2,
+            self.url,
+            pool_size=self._pool_size,
+            max_overflow=self._pool_size * 2,
             pool_pre_ping=True,
         )
 
@@ -65,8 +67,8 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction on a consistent snapshot."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(**{_READ_ONLY: True})
+        with self.engine.connect() as raw:
+            conn = raw.execution_options(**{_READ_ONLY: True})
             with conn.begin():
                 yield conn
 

@@ -159,8 +159,6 @@ class Envelope:
     def from_record(cls, record: Record) -> Envelope:
         """Read the envelope from a record's headers; missing ids fall back to the position."""
         h: dict[str, str] = {k: v.decode(errors="replace") for k, v in record.headers}
-        known = {H_ID, H_TYPE, H_SOURCE, H_TIME, H_SPECVERSION, H_CONTENT_TYPE,
-                 H_CORRELATION, H_CAUSATION, H_TRACEPARENT, H_TRACESTATE}
         message_id = h.get(H_ID) or f"{record.topic}/{record.partition}/{record.offset}"
         return cls(
             message_id=message_id,
@@ -172,10 +170,26 @@ class Envelope:
             causation_id=h.get(H_CAUSATION),
             traceparent=h.get(H_TRACEPARENT),
             tracestate=h.get(H_TRACESTATE),
-            extra={k: v for k, v in h.items() if k not in known},
+            extra={k: v for k, v in h.items() if k not in _KNOWN_HEADERS},
         )
 
 
 def to_builtins(message: Message) -> Any:
     """The message as plain dicts and lists, the shape the Avro writer takes."""
     return msgspec.to_builtins(message, builtin_types=(bytes,))
+
+
+_KNOWN_HEADERS = frozenset(
+    {
+        H_ID,
+        H_TYPE,
+        H_SOURCE,
+        H_TIME,
+        H_SPECVERSION,
+        H_CONTENT_TYPE,
+        H_CORRELATION,
+        H_CAUSATION,
+        H_TRACEPARENT,
+        H_TRACESTATE,
+    }
+)

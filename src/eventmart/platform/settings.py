@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventmart.platform.errors import ConfigurationError
 
-DEV_SECRET = "dev-only-secret-change-me"  # noqa: S105 - a placeholder refused outside development
+DEV_SECRET = "dev-only-secret-change-me"
 
 Profile = Literal["embedded", "distributed"]
 

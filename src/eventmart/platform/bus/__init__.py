@@ -116,8 +116,9 @@ class Bus(ABC):
     def producer(self) -> Producer: ...
 
     @abstractmethod
-    def consumer(self, group: str, topics: Sequence[str], member_id: str | None = None) -> Consumer:
-        ...
+    def consumer(
+        self, group: str, topics: Sequence[str], member_id: str | None = None
+    ) -> Consumer: ...
 
     @abstractmethod
     def end_offsets(self, topic: str) -> dict[int, int]:

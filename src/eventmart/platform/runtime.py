@@ -1,0 +1,243 @@
+"""The service runtime: hosts one service's HTTP API, consumers, outbox relay, timers and
+background loops in one process, with health, readiness, metrics and graceful shutdown.
+
+A service describes itself with `Service`; `ServiceRuntime` does the rest, the same way for
+every service (the chassis' "service defaults", called in one line).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from eventmart.platform import metrics
+from eventmart.platform.consumer import ConsumerRunner, RetryPolicy
+from eventmart.platform.context import caused_by
+from eventmart.platform.errors import ConcurrencyError, EventmartError
+from eventmart.platform.infra import Platform
+from eventmart.platform.messages import Message
+from eventmart.platform.messaging import Handlers, MessageWriter
+from eventmart.platform.store import ServiceStore
+from eventmart.platform.store.outbox import OutboxRelay
+from eventmart.platform.tracing import setup_tracing
+
+log = logging.getLogger(__name__)
+
+CORRELATION_HEADER = "X-Correlation-ID"
+
+
+@dataclass
+class Subscription:
+    """A consumer group of the service and the handlers it runs."""
+
+    group: str
+    handlers: Handlers
+    topics: list[str] | None = None  # default: the topics of the handled types
+    batch_size: int | None = None
+
+
+@dataclass
+class Loop:
+    """A background task run every `interval_s` (e.g. expiring reservations)."""
+
+    name: str
+    fn: Callable[[], object]
+    interval_s: float
+
+
+@dataclass
+class Service:
+    name: str
+    store: ServiceStore | None = None
+    app: FastAPI | None = None
+    subscriptions: list[Subscription] = field(default_factory=list)
+    loops: list[Loop] = field(default_factory=list)
+    on_start: list[Callable[[], None]] = field(default_factory=list)
+    produces: list[type[Message]] = field(default_factory=list)
+    # The runtime's own loops (relay, timers) and the service's readiness share this.
+    writer: MessageWriter | None = None
+
+
+class ServiceRuntime:
+    """Runs a `Service`. `start()`/`stop()` for tests; `serve()` for a process."""
+
+    def __init__(self, service: Service, platform: Platform) -> None:
+        self.service = service
+        self.platform = platform
+        self.settings = platform.settings
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.runners: list[ConsumerRunner] = []
+        self.relay: OutboxRelay | None = None
+        self.started = False
+        self._ready = threading.Event()
+        self.member_suffix = uuid.uuid4().hex[:6]
+
+    # -- lifecycle ------------------------------------------------------------------
+    def start(self) -> None:
+        svc = self.service
+        setup_tracing(f"eventmart-{svc.name}", self.platform.spans)
+        codec = self.platform.codec
+        codec.register(
+            *svc.produces, *(t for s in svc.subscriptions for t in s.handlers.message_types())
+        )
+        writer = svc.writer or MessageWriter(codec, svc.name)
+        svc.writer = writer
+        if svc.store is not None:
+            svc.store.create()
+        for hook in svc.on_start:
+            hook()
+        s = self.settings
+        if svc.store is not None:
+            self.relay = OutboxRelay(svc.store.db, svc.store.outbox, self.platform.bus.producer())
+            self._thread(f"{svc.name}-relay", self.relay.run)
+            self._loop(Loop("timers", self._fire_timers, 0.1))
+        for sub in svc.subscriptions:
+            if svc.store is None:
+                raise EventmartError(
+                    f"service {svc.name} subscribes but has no store for its inbox"
+                )
+            runner = ConsumerRunner(
+                bus=self.platform.bus,
+                group=sub.group,
+                handlers=sub.handlers,
+                store=svc.store,
+                writer=writer,
+                topics=sub.topics,
+                batch_size=sub.batch_size or s.consumer_batch_size,
+                max_in_flight=s.max_in_flight,
+                retry=RetryPolicy(
+                    s.retry_max_attempts, s.retry_backoff_initial_s, s.retry_backoff_max_s
+                ),
+                member_id=f"{svc.name}-{self.member_suffix}",
+            )
+            _ = runner.consumer  # join the group now, so readiness means "consuming"
+            self.runners.append(runner)
+            self._thread(f"{svc.name}-{sub.group}", runner.run)
+        for loop in svc.loops:
+            self._loop(loop)
+        self.started = True
+        self._ready.set()
+        log.info("service %s started (%d consumers)", svc.name, len(self.runners))
+
+    def _thread(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        t = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def _loop(self, loop: Loop) -> None:
+        def run(stop: threading.Event) -> None:
+            while not stop.wait(loop.interval_s):
+                try:
+                    loop.fn()
+                except Exception:
+                    log.exception(
+                        "loop %s failed; it runs again in %.1fs", loop.name, loop.interval_s
+                    )
+
+        self._thread(f"{self.service.name}-{loop.name}", run)
+
+    def _fire_timers(self) -> None:
+        store = self.service.store
+        assert store is not None
+        with store.db.transaction() as conn:
+            fired = store.timers.fire_due(conn)
+        if fired:
+            store.outbox.wake.set()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Graceful stop: consumers finish the batch in hand and commit, the relay drains
+        its current batch, then the process may exit."""
+        self.stop_event.set()
+        deadline = time.monotonic() + timeout_s
+        for t in self.threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        self._ready.clear()
+        self.started = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and all(t.is_alive() for t in self.threads)
+
+    # -- HTTP -----------------------------------------------------------------------
+    def build_app(self) -> FastAPI:
+        app = self.service.app or FastAPI(title=f"eventmart {self.service.name}")
+        install_service_defaults(app, self.service.name, self)
+        return app
+
+    def serve(self, host: str, port: int) -> None:
+        """Run until SIGINT/SIGTERM, then stop gracefully."""
+        app = self.build_app()
+        self.start()
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        server = uvicorn.Server(config)
+        try:
+            server.run()
+        finally:
+            self.stop()
+            self.platform.close()
+
+
+def install_service_defaults(app: FastAPI, service: str, runtime: ServiceRuntime | None) -> None:
+    """Health, readiness, metrics, correlation ids, tracing and error mapping: one call."""
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> Response:
+        if runtime is None or runtime.ready:
+            return JSONResponse({"status": "ready", "service": service})
+        return JSONResponse({"status": "starting", "service": service}, status_code=503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        if runtime is not None:
+            refresh_lag_metrics(runtime)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.middleware("http")
+    async def correlation(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        corr = request.headers.get(CORRELATION_HEADER) or uuid.uuid4().hex
+        request.state.correlation_id = corr
+        started = time.perf_counter()
+        with caused_by(corr, request.headers.get("X-Request-ID") or corr):
+            response = await call_next(request)
+        response.headers[CORRELATION_HEADER] = corr
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.HTTP_REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
+        metrics.HTTP_SECONDS.labels(service, path).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(ConcurrencyError)
+    async def conflict(_request: Request, exc: ConcurrencyError) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+
+
+def refresh_lag_metrics(runtime: ServiceRuntime) -> None:
+    for runner in runtime.runners:
+        for lag in runtime.platform.bus.lag(runner.group):
+            metrics.CONSUMER_LAG.labels(lag.group, lag.topic, str(lag.partition)).set(lag.lag)
