@@ -1,9 +1,186 @@
-"""The `eventmart` command line."""
+"""The `eventmart` command line: one entry point for running, operating and checking the shop."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, help="eventmart: event-driven e-commerce backend.")
+from eventmart.platform.schemas.cli import schemas_app
+from eventmart.platform.settings import Settings
+from eventmart.stack.cli import stack_app
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="eventmart: an e-commerce backend built as event-driven microservices.",
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(stack_app, name="stack")
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: list them and redrive them.")
+app.add_typer(dlq_app, name="dlq")
+
+console = Console()
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Where eventmart keeps its files [default: ./.eventmart]."),
+]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option("--profile", help="embedded (SQLite, one machine) or distributed (Kafka, ...)."),
+]
+
+
+def load_settings(data_dir: Path | None = None, profile: str | None = None) -> Settings:
+    """Settings from the environment, overridden by the command's options."""
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if profile is not None:
+        if profile not in ("embedded", "distributed"):
+            raise typer.BadParameter("choose 'embedded' or 'distributed'", param_hint="--profile")
+        overrides["profile"] = profile
+    return Settings(**overrides)
+
+
+def _platform(data_dir: Path | None, profile: str | None) -> Any:
+    from eventmart.platform.infra import Platform
+
+    return Platform(load_settings(data_dir, profile))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    group: Annotated[str | None, typer.Option(help="Only this consumer group.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    data_dir: DataDir = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """List dead letters with the reason each failed."""
+    from eventmart.platform.dlq import DeadLetters
+
+    letters = DeadLetters(_platform(data_dir, profile).bus).list(group)
+    if as_json:
+        console.print_json(json.dumps([d.as_dict() for d in letters]))
+        return
+    table = Table(title=f"{len(letters)} dead letter(s)")
+    for col in ("id", "group", "type", "key", "attempts", "reason", "redriven"):
+        table.add_column(col)
+    for d in letters:
+        table.add_row(
+            d.id,
+            d.group,
+            d.message_type,
+            d.key,
+            str(d.attempts),
+            d.reason,
+            "yes" if d.redriven else "",
+        )
+    console.print(table)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    letter_id: Annotated[
+        str | None, typer.Argument(help="The dead letter's id (see `list`).")
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every dead letter not yet redriven.")
+    ] = False,
+    group: Annotated[str | None, typer.Option(help="With --all: only this group.")] = None,
+    data_dir: DataDir = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Send dead letters back to the consumer group that failed them."""
+    from eventmart.platform.dlq import DeadLetterNotFoundError, DeadLetters
+
+    letters = DeadLetters(_platform(data_dir, profile).bus)
+    if all_:
+        ids = [d.id for d in letters.list(group) if not d.redriven]
+    elif letter_id:
+        ids = [letter_id]
+    else:
+        raise typer.BadParameter("give a dead letter id, or --all")
+    for i in ids:
+        try:
+            letters.redrive(i)
+        except DeadLetterNotFoundError as e:
+            console.print(f"[red]{e}[/red]; `eventmart dlq list` shows the ids")
+            raise typer.Exit(1) from e
+        console.print(f"redriven {i}")
+
+
+@app.command()
+def lag(
+    group: Annotated[str | None, typer.Option(help="Only this consumer group.")] = None,
+    data_dir: DataDir = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Consumer lag per group and partition."""
+    rows = _platform(data_dir, profile).bus.lag(group)
+    table = Table(title="consumer lag")
+    for col in ("group", "topic", "partition", "committed", "end", "lag", "owner"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.group,
+            r.topic,
+            str(r.partition),
+            str(r.committed),
+            str(r.end_offset),
+            str(r.lag),
+            r.owner or "",
+        )
+    console.print(table)
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="The service to run in this process.")],
+    port: Annotated[int | None, typer.Option(help="Port [default: from settings].")] = None,
+    data_dir: DataDir = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Run one service (its API, consumers, outbox relay and timers) until stopped."""
+    from eventmart.platform.infra import Platform
+    from eventmart.platform.runtime import ServiceRuntime
+    from eventmart.services import SERVICE_INDEX, build_service
+
+    settings = load_settings(data_dir, profile)
+    if service not in SERVICE_INDEX:
+        raise typer.BadParameter(f"choose one of {', '.join(SERVICE_INDEX)}", param_hint="SERVICE")
+    platform = Platform(settings)
+    runtime = ServiceRuntime(build_service(service, platform), platform)
+    runtime.serve(settings.host, port or settings.port_base + SERVICE_INDEX[service])
+
+
+@app.command("serve-registry")
+def serve_registry(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    data_dir: DataDir = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Serve the schema registry's Confluent-compatible REST API."""
+    import uvicorn
+
+    from eventmart.platform.runtime import install_service_defaults
+    from eventmart.platform.schemas.rest import create_app
+
+    platform = _platform(data_dir, profile)
+    api = create_app(platform.registry)
+    install_service_defaults(api, "registry", None)
+    uvicorn.run(api, host=host, port=port, log_level="warning")
 
 
 def main() -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     app()

@@ -24,7 +24,7 @@ def all_message_types() -> list[type[Message]]:
             if (
                 isinstance(obj, type)
                 and issubclass(obj, Message)
-                and obj.topic
+                and obj.is_concrete()
                 and obj.__module__ == module.__name__
             ):
                 found[obj.type_name()] = obj

@@ -244,7 +244,9 @@ class ConsumerRunner:
             "eventmart.service": self.writer.source,
         }
         with (
-            consume_span(item.record.topic, self.group, item.record.headers, attrs) as span,
+            consume_span(
+                self.writer.tracer, item.record.topic, self.group, item.record.headers, attrs
+            ) as span,
             caused_by(env.correlation_id, env.message_id),
         ):
             try:

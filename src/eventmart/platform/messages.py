@@ -17,9 +17,15 @@ import msgspec
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
-    """Base of every published message. Subclasses set `namespace`, `topic` and `key_field`."""
+    """Base of every published message. Subclasses set `namespace`, `topic` and `key_field`;
+    a base class of several messages sets `abstract = True`."""
+
+    @classmethod
+    def is_concrete(cls) -> bool:
+        return not vars(cls).get("abstract", False) and bool(cls.topic)
 
     namespace: ClassVar[str] = "eventmart"
+    abstract: ClassVar[bool] = True  # set on a base class only; concrete messages leave it
     topic: ClassVar[str] = ""
     key_field: ClassVar[str] = ""
 

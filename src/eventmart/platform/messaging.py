@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from opentelemetry.trace import Tracer
 from sqlalchemy import Connection
 
 from eventmart.platform import context
@@ -26,6 +27,7 @@ from eventmart.platform.messages import (
 )
 from eventmart.platform.store import ServiceStore
 from eventmart.platform.tracing import current_trace_headers, producer_span
+from eventmart.platform.tracing import tracer as default_tracer
 
 M = TypeVar("M", bound=Message)
 
@@ -33,9 +35,10 @@ M = TypeVar("M", bound=Message)
 class MessageWriter:
     """Builds outgoing records; the service name is the CloudEvents `source`."""
 
-    def __init__(self, codec: AvroCodec, source: str) -> None:
+    def __init__(self, codec: AvroCodec, source: str, tracer: Tracer | None = None) -> None:
         self.codec = codec
         self.source = source
+        self.tracer = tracer or default_tracer()
 
     def record(
         self, message: Message, *, key: str | None = None, topic: str | None = None
@@ -45,7 +48,10 @@ class MessageWriter:
         topic = topic or cls.topic
         message_id = new_id()
         with producer_span(
-            topic, cls.type_name(), {"messaging.message.id": message_id, "eventmart.key": key}
+            self.tracer,
+            topic,
+            cls.type_name(),
+            {"messaging.message.id": message_id, "eventmart.key": key},
         ):
             trace_headers = current_trace_headers()
         envelope = Envelope(

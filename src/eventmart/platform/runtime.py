@@ -12,7 +12,9 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
@@ -26,7 +28,8 @@ from eventmart.platform.context import caused_by
 from eventmart.platform.errors import ConcurrencyError, EventmartError
 from eventmart.platform.infra import Platform
 from eventmart.platform.messages import Message
-from eventmart.platform.messaging import Handlers, MessageWriter
+from eventmart.platform.messaging import Handlers, MessageWriter, UnitOfWork, unit_of_work
+from eventmart.platform.settings import Settings
 from eventmart.platform.store import ServiceStore
 from eventmart.platform.store.outbox import OutboxRelay
 from eventmart.platform.tracing import setup_tracing
@@ -64,8 +67,21 @@ class Service:
     loops: list[Loop] = field(default_factory=list)
     on_start: list[Callable[[], None]] = field(default_factory=list)
     produces: list[type[Message]] = field(default_factory=list)
-    # The runtime's own loops (relay, timers) and the service's readiness share this.
+    # Set by the runtime at start (it needs the service's tracer); API routes use `uow()`.
     writer: MessageWriter | None = None
+
+    def uow(self) -> AbstractContextManager[UnitOfWork]:
+        """A unit of work on this service's database (for API routes and loops)."""
+        if self.store is None or self.writer is None:
+            raise EventmartError(f"service {self.name} is not started or has no store")
+        return unit_of_work(self.store, self.writer)
+
+
+def service_app(name: str, settings: Settings, **kwargs: Any) -> FastAPI:
+    """A FastAPI app for a service, with the settings its auth dependencies read."""
+    app = FastAPI(title=f"eventmart {name}", **kwargs)
+    app.state.settings = settings
+    return app
 
 
 class ServiceRuntime:
@@ -86,12 +102,14 @@ class ServiceRuntime:
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
         svc = self.service
-        setup_tracing(f"eventmart-{svc.name}", self.platform.spans)
+        self.tracer_provider = setup_tracing(f"eventmart-{svc.name}", self.platform.spans)
         codec = self.platform.codec
         codec.register(
             *svc.produces, *(t for s in svc.subscriptions for t in s.handlers.message_types())
         )
-        writer = svc.writer or MessageWriter(codec, svc.name)
+        writer = svc.writer or MessageWriter(
+            codec, svc.name, self.tracer_provider.get_tracer("eventmart")
+        )
         svc.writer = writer
         if svc.store is not None:
             svc.store.create()
@@ -171,7 +189,7 @@ class ServiceRuntime:
 
     # -- HTTP -----------------------------------------------------------------------
     def build_app(self) -> FastAPI:
-        app = self.service.app or FastAPI(title=f"eventmart {self.service.name}")
+        app = self.service.app or service_app(self.service.name, self.settings)
         install_service_defaults(app, self.service.name, self)
         return app
 

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventmart.platform.errors import ConfigurationError
 
-DEV_SECRET = "dev-only-secret-change-me"
+DEV_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 
 Profile = Literal["embedded", "distributed"]
 
@@ -36,6 +36,21 @@ class Settings(BaseSettings):
     retry_backoff_initial_s: float = Field(0.05, ge=0)
     retry_backoff_max_s: float = Field(2.0, ge=0)
 
+    # Processes and ports (services listen on port_base + their index, see services/)
+    host: str = "127.0.0.1"
+    web_port: int = 8000
+    mobile_port: int = 8001
+    registry_port: int = 8081
+    port_base: int = 8100
+    demo_data: bool = True
+
+    # The shop's business timings
+    payment_deadline_s: float = Field(10.0, gt=0)
+    payment_slow_delay_s: float = Field(3.0, ge=0)
+    reservation_ttl_s: float = Field(900.0, gt=0)
+    shipping_dispatch_delay_s: float = Field(20.0, ge=0)
+    shipping_delivery_delay_s: float = Field(40.0, ge=0)
+
     # Distributed profile addresses
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5433"
@@ -51,12 +66,20 @@ class Settings(BaseSettings):
                 "EVENTMART_JWT_SECRET still holds the development placeholder; "
                 "set it to a long random value before running in production"
             )
+        if len(self.jwt_secret.get_secret_value()) < 32:
+            raise ConfigurationError("EVENTMART_JWT_SECRET must be at least 32 characters long")
         return self
 
     def path(self, *parts: str) -> Path:
         """A path inside the data directory, creating the directory on first use."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return self.data_dir.joinpath(*parts)
+
+    def service_url(self, name: str) -> str:
+        """The base URL of a service's internal HTTP API."""
+        from eventmart.services import SERVICE_INDEX
+
+        return f"http://{self.host}:{self.port_base + SERVICE_INDEX[name]}"
 
     def store_url(self, name: str) -> str:
         """The SQLAlchemy URL of one service's own database."""

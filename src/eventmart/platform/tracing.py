@@ -69,11 +69,11 @@ def trace_id_hex(span: Span | None = None) -> str | None:
 
 @contextmanager
 def consume_span(
-    topic: str, group: str, headers: Headers, attributes: dict[str, Any]
+    tracer_: trace.Tracer, topic: str, group: str, headers: Headers, attributes: dict[str, Any]
 ) -> Iterator[Span]:
     """A CONSUMER span whose parent is the producer's span, taken from the headers."""
     parent = context_from_headers(headers)
-    with tracer().start_as_current_span(
+    with tracer_.start_as_current_span(
         f"{topic} process",
         context=parent,
         kind=SpanKind.CONSUMER,
@@ -88,8 +88,10 @@ def consume_span(
 
 
 @contextmanager
-def producer_span(topic: str, message_type: str, attributes: dict[str, Any]) -> Iterator[Span]:
-    with tracer().start_as_current_span(
+def producer_span(
+    tracer_: trace.Tracer, topic: str, message_type: str, attributes: dict[str, Any]
+) -> Iterator[Span]:
+    with tracer_.start_as_current_span(
         f"{topic} publish",
         kind=SpanKind.PRODUCER,
         attributes={
@@ -191,10 +193,9 @@ class SpanStoreExporter(SpanExporter):
 
 
 def setup_tracing(service: str, span_store: SpanStore | None) -> TracerProvider:
-    """Install this process's tracer provider (once; a second call returns the first)."""
-    current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
-        return current
+    """A tracer provider for one service; the first one in a process also becomes the
+    global provider (several services may share a process in tests and benchmarks, and
+    each still reports under its own name)."""
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     if span_store is not None:
         provider.add_span_processor(
@@ -206,7 +207,8 @@ def setup_tracing(service: str, span_store: SpanStore | None) -> TracerProvider:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(provider)
     return provider
 
 

@@ -1,0 +1,101 @@
+"""Bearer tokens (JWT, HS256): identity issues them; the gateways and services verify them.
+
+Dependencies `CurrentUser` and `AdminUser` give a route its caller, or answer 401/403.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, HTTPException, Request, status
+
+from eventmart.platform.settings import Settings
+
+ISSUER = "eventmart"
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    email: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def issue_token(settings: Settings, principal: Principal, ttl_s: int = 3600 * 12) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": principal.user_id,
+        "email": principal.email,
+        "role": principal.role,
+        "iss": ISSUER,
+        "iat": now,
+        "exp": now + ttl_s,
+    }
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+
+
+class InvalidTokenError(Exception):
+    pass
+
+
+def verify_token(settings: Settings, token: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["exp", "sub", "iss"]},
+        )
+    except jwt.PyJWTError as e:
+        raise InvalidTokenError(str(e)) from e
+    return Principal(
+        user_id=str(claims["sub"]),
+        email=str(claims.get("email", "")),
+        role=str(claims.get("role", "customer")),
+    )
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return request.cookies.get("eventmart_token")
+    return token
+
+
+def _principal(request: Request) -> Principal:
+    settings: Settings = request.app.state.settings
+    token = bearer_token(request)
+    if token is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer token: log in first",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        return verify_token(settings, token)
+    except InvalidTokenError as e:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            f"invalid token: {e}",
+            headers={"WWW-Authenticate": "Bearer"},
+        ) from e
+
+
+def _admin(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    if not principal.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "administrators only")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(_principal)]
+AdminUser = Annotated[Principal, Depends(_admin)]
