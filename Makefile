@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: up test lint bench install test-fast fmt clean
+.PHONY: up test lint bench install fmt clean stack-deps
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -30,7 +30,11 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/eventmart schemas check
 
-test: lint
+# Java, Maven, PostgreSQL and the pinned Kafka/Cassandra jars for the distributed profile.
+stack-deps:
+	bash infra/bootstrap.sh
+
+test: lint stack-deps
 	$(BIN)/pytest
 
 bench: install

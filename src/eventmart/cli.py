@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -141,6 +142,69 @@ def lag(
 
 
 @app.command()
+def up(
+    instances: Annotated[
+        list[str] | None,
+        typer.Option("--instances", help="Run N processes of a service, e.g. ordering=2."),
+    ] = None,
+    data_dir: DataDir = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Run the whole shop: every service, both gateways, the schema registry."""
+    from eventmart.supervisor import Supervisor, SupervisorError, parse_instances
+
+    settings = load_settings(data_dir, profile)
+    try:
+        counts = parse_instances(instances or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--instances") from e
+    email, password = ensure_admin(settings)
+    supervisor = Supervisor(settings, counts)
+    try:
+        supervisor.start()
+    except SupervisorError as e:
+        supervisor.stop()
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from e
+    s = settings
+    console.print(
+        f"\n[bold green]eventmart is up[/bold green] ({s.profile} profile, data in {s.data_dir})\n"
+        f"  storefront     http://{s.host}:{s.web_port}\n"
+        f"  ops console    http://{s.host}:{s.web_port}/ops\n"
+        f"  web API docs   http://{s.host}:{s.web_port}/docs\n"
+        f"  mobile API     http://{s.host}:{s.mobile_port}/docs\n"
+        f"  registry       http://{s.host}:{s.registry_port}/subjects\n"
+        f"  admin login    {email} / {password}  (kept in {s.data_dir / 'admin-credentials'})\n"
+        f"  logs           {s.data_dir / 'logs'}\n"
+        "Ctrl-C stops everything."
+    )
+    supervisor.run_forever()
+
+
+def ensure_admin(settings: Settings) -> tuple[str, str]:
+    """On first start, create an administrator with a random password, kept 0600."""
+    import secrets
+
+    from eventmart.platform.infra import Platform
+    from eventmart.services.identity.service import create_user_offline
+
+    path = settings.path("admin-credentials")
+    if path.exists():
+        email, _, password = path.read_text().strip().partition(" ")
+        return email, password
+    email, password = "admin@eventmart.local", secrets.token_urlsafe(12)
+    platform = Platform(settings)
+    try:
+        create_user_offline(platform, email, password, "Administrator", admin=True)
+    finally:
+        platform.close()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{email} {password}\n")
+    return email, password
+
+
+@app.command()
 def serve(
     service: Annotated[str, typer.Argument(help="The service to run in this process.")],
     port: Annotated[int | None, typer.Option(help="Port [default: from settings].")] = None,
@@ -153,9 +217,18 @@ def serve(
     from eventmart.services import SERVICE_INDEX, build_service
 
     settings = load_settings(data_dir, profile)
-    if service not in SERVICE_INDEX:
-        raise typer.BadParameter(f"choose one of {', '.join(SERVICE_INDEX)}", param_hint="SERVICE")
     platform = Platform(settings)
+    if service in ("web", "mobile"):
+        from eventmart.edge.app import create_bff
+        from eventmart.platform.runtime import serve_http
+
+        default = settings.web_port if service == "web" else settings.mobile_port
+        kind: Literal["web", "mobile"] = "web" if service == "web" else "mobile"
+        serve_http(create_bff(kind, platform), settings.host, port or default)
+        return
+    if service not in SERVICE_INDEX:
+        choices = ", ".join([*SERVICE_INDEX, "web", "mobile"])
+        raise typer.BadParameter(f"choose one of {choices}", param_hint="SERVICE")
     runtime = ServiceRuntime(build_service(service, platform), platform)
     runtime.serve(settings.host, port or settings.port_base + SERVICE_INDEX[service])
 

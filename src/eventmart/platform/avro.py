@@ -100,7 +100,9 @@ def _type(hint: Any, namespace: str, seen: set[str]) -> Any:
             raise TypeError(f"map keys must be str, not {key}")
         return {"type": "map", "values": _type(value, namespace, seen)}
     if origin is typing.Literal:
-        return "string"
+        if all(isinstance(a, str) for a in get_args(hint)):
+            return "string"  # not an Avro enum: adding a symbol later stays compatible
+        raise TypeError(f"only string literals are supported, not {hint}")
     if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
         full = f"{namespace}.{hint.__name__}"
         if full in seen:

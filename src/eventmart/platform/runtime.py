@@ -8,6 +8,7 @@ every service (the chassis' "service defaults", called in one line).
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from eventmart.platform import metrics
@@ -98,11 +100,11 @@ class ServiceRuntime:
         self.started = False
         self._ready = threading.Event()
         self.member_suffix = uuid.uuid4().hex[:6]
+        self.tracer_provider = setup_tracing(f"eventmart-{service.name}", platform.spans)
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
         svc = self.service
-        self.tracer_provider = setup_tracing(f"eventmart-{svc.name}", self.platform.spans)
         codec = self.platform.codec
         codec.register(
             *svc.produces, *(t for s in svc.subscriptions for t in s.handlers.message_types())
@@ -190,30 +192,39 @@ class ServiceRuntime:
     # -- HTTP -----------------------------------------------------------------------
     def build_app(self) -> FastAPI:
         app = self.service.app or service_app(self.service.name, self.settings)
-        install_service_defaults(app, self.service.name, self)
+        install_service_defaults(app, self.service.name, self, self.tracer_provider)
         return app
 
     def serve(self, host: str, port: int) -> None:
         """Run until SIGINT/SIGTERM, then stop gracefully."""
         app = self.build_app()
         self.start()
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
-        server = uvicorn.Server(config)
         try:
-            server.run()
+            serve_http(app, host, port)
         finally:
             self.stop()
             self.platform.close()
 
 
-def install_service_defaults(app: FastAPI, service: str, runtime: ServiceRuntime | None) -> None:
+def serve_http(app: FastAPI, host: str, port: int) -> None:
+    """Serve `app` until SIGINT/SIGTERM. The socket has SO_REUSEPORT, so several instances
+    of a service share its port and the kernel spreads connections among them."""
+    # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only
+    # then, and without it Nagle + delayed ACKs add ~40 ms to every response.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def install_service_defaults(
+    app: FastAPI,
+    service: str,
+    runtime: ServiceRuntime | None,
+    tracer_provider: TracerProvider | None = None,
+) -> None:
     """Health, readiness, metrics, correlation ids, tracing and error mapping: one call."""
 
     @app.get("/healthz", include_in_schema=False)
@@ -252,7 +263,9 @@ def install_service_defaults(app: FastAPI, service: str, runtime: ServiceRuntime
     async def conflict(_request: Request, exc: ConcurrencyError) -> Response:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="healthz,readyz,metrics,static", tracer_provider=tracer_provider
+    )
 
 
 def refresh_lag_metrics(runtime: ServiceRuntime) -> None:

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     port_base: int = 8100
     demo_data: bool = True
 
+    # The edge
+    rate_limit: str = "50/second"  # per client (user, else IP); `limits` notation
+    max_inflight_requests: int = Field(256, ge=1)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    shed_lag_threshold: int = Field(5000, ge=1)  # checkout refused while ordering lags more
+    downstream_timeout_s: float = Field(2.0, gt=0)
+
     # The shop's business timings
     payment_deadline_s: float = Field(10.0, gt=0)
     payment_slow_delay_s: float = Field(3.0, ge=0)

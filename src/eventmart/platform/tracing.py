@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text, select
+from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text, func, select
 
 from eventmart.platform.db import Database
 from eventmart.platform.messages import H_TRACEPARENT, H_TRACESTATE, Headers
@@ -153,6 +153,21 @@ class SpanStore:
                 .all()
             )
         return [{**row, "attributes": orjson.loads(row["attributes"])} for row in rows]
+
+    def traces_for_key(self, key: str, limit: int = 20) -> list[str]:
+        """Trace ids whose messaging spans concern this key (e.g. an order id), newest first."""
+        self._ensure()
+        t = self.table
+        needle = f'%"eventmart.key":"{key}"%'
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(t.c.trace_id, func.max(t.c.start_ns).label("last"))
+                .where(t.c.attributes.like(needle))
+                .group_by(t.c.trace_id)
+                .order_by(func.max(t.c.start_ns).desc())
+                .limit(limit)
+            ).all()
+        return [r.trace_id for r in rows]
 
 
 class SpanStoreExporter(SpanExporter):

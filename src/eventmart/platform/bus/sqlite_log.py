@@ -40,6 +40,7 @@ from eventmart.platform.bus import (
     TopicPartition,
     partition_for,
 )
+from eventmart.platform.db import enable_wal
 from eventmart.platform.messages import now_ms
 
 _SCHEMA = """
@@ -94,9 +95,9 @@ _headers_decoder = msgspec.msgpack.Decoder(tuple[tuple[str, bytes], ...])
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=60000")
+    enable_wal(conn.cursor())
+    conn.execute("PRAGMA synchronous=NORMAL")
     return conn
 
 
