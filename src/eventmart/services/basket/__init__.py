@@ -1,0 +1,1 @@
+"""basket: one basket per customer, priced from a local copy of the catalog's prices."""

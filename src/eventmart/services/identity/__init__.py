@@ -1,0 +1,1 @@
+"""identity: customers and administrators, their passwords and their tokens."""
