@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -130,3 +131,13 @@ def ensure_postgres_database(url: str) -> None:
                 conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     finally:
         admin.dispose()
+
+
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """An INSERT that knows ON CONFLICT (`on_conflict_do_nothing/do_update`), in the
+    connection's dialect: the one upsert spelling SQLite and PostgreSQL share."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"eventmart supports SQLite and PostgreSQL, not {conn.dialect.name}")

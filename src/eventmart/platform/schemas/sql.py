@@ -29,10 +29,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from eventmart.platform.db import Database
+from eventmart.platform.db import Database, dialect_insert
 from eventmart.platform.errors import (
     IncompatibleSchemaError,
     SchemaNotFoundError,
@@ -197,14 +196,16 @@ class SqlSchemaRegistry(SchemaRegistry):
         self._ensure_tables()
         with self._db.transaction() as conn:
             if subject is None:
-                stmt = _insert(conn, sr_settings).values(
+                stmt = dialect_insert(conn, sr_settings).values(
                     key=_GLOBAL_COMPATIBILITY, value=mode.value
                 )
                 conn.execute(
                     stmt.on_conflict_do_update(index_elements=["key"], set_={"value": mode.value})
                 )
             else:
-                stmt = _insert(conn, sr_subjects).values(subject=subject, compatibility=mode.value)
+                stmt = dialect_insert(conn, sr_subjects).values(
+                    subject=subject, compatibility=mode.value
+                )
                 conn.execute(
                     stmt.on_conflict_do_update(
                         index_elements=["subject"], set_={"compatibility": mode.value}
@@ -335,7 +336,7 @@ class SqlSchemaRegistry(SchemaRegistry):
 
     def _lock_subject(self, conn: Connection, subject: str) -> None:
         conn.execute(
-            _insert(conn, sr_subjects)
+            dialect_insert(conn, sr_subjects)
             .values(subject=subject, compatibility=None)
             .on_conflict_do_nothing(index_elements=["subject"])
         )
@@ -390,7 +391,7 @@ class SqlSchemaRegistry(SchemaRegistry):
             # fingerprint makes this wait for the other transaction and then see its row.
             # (Reading first keeps ids dense: an ignored insert still uses up an id.)
             conn.execute(
-                _insert(conn, sr_schemas)
+                dialect_insert(conn, sr_schemas)
                 .values(fingerprint=parsed.fingerprint, schema_type="AVRO", schema=parsed.text)
                 .on_conflict_do_nothing(index_elements=["fingerprint"])
             )
@@ -404,17 +405,6 @@ class SqlSchemaRegistry(SchemaRegistry):
             parsed = ParsedSchema.parse(text).schema
             self._parsed[schema_id] = parsed
         return parsed
-
-
-def _insert(conn: Connection, table: Table) -> Any:
-    """An INSERT that knows ON CONFLICT, in the connection's dialect."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(
-        f"the schema registry supports SQLite and PostgreSQL, not {conn.dialect.name}"
-    )
 
 
 def _registered(subject: str, row: Any) -> RegisteredSchema:

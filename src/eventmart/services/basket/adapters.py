@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -22,19 +21,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
+from eventmart.platform.db import dialect_insert
 from eventmart.platform.messages import now_ms
 from eventmart.services.basket.domain import Item, Price
-
-
-def _insert(conn: Connection, table: Table) -> Any:
-    """An INSERT that knows ON CONFLICT, in the connection's dialect (both spell it alike)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"basket supports SQLite and PostgreSQL, not {conn.dialect.name}")
 
 
 class PriceTable:
@@ -62,7 +52,7 @@ class PriceTable:
             "price_cents": price.price_cents,
             "currency": price.currency,
         }
-        stmt = _insert(conn, self.t).values(**values)
+        stmt = dialect_insert(conn, self.t).values(**values)
         conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=["product_id"],
@@ -117,7 +107,7 @@ class BasketTable:
         the other's result; SQLite's BEGIN IMMEDIATE already serializes writers.
         """
         now = now_ms()
-        stmt = _insert(conn, self.baskets).values(customer_id=customer_id, updated_at_ms=now)
+        stmt = dialect_insert(conn, self.baskets).values(customer_id=customer_id, updated_at_ms=now)
         conn.execute(
             stmt.on_conflict_do_update(index_elements=["customer_id"], set_={"updated_at_ms": now})
         )
@@ -133,7 +123,7 @@ class BasketTable:
 
     def put(self, conn: Connection, customer_id: str, item: Item) -> None:
         """Set an item's quantity; a product already in the basket keeps its place."""
-        stmt = _insert(conn, self.items_t).values(
+        stmt = dialect_insert(conn, self.items_t).values(
             customer_id=customer_id,
             product_id=item.product_id,
             quantity=item.quantity,
