@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from rich.progress import TextColumn
 from rich.table import Table
 
 from eventmart.platform.schemas.cli import schemas_app
@@ -25,6 +26,8 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(stack_app, name="stack")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: list them and redrive them.")
 app.add_typer(dlq_app, name="dlq")
+users_app = typer.Typer(no_args_is_help=True, help="Accounts.")
+app.add_typer(users_app, name="users")
 
 console = Console()
 
@@ -115,6 +118,69 @@ def dlq_redrive(
             console.print(f"[red]{e}[/red]; `eventmart dlq list` shows the ids")
             raise typer.Exit(1) from e
         console.print(f"redriven {i}")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="The account's e-mail address.")],
+    password: Annotated[str, typer.Option(help="At least 8 characters.")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "Administrator",
+    admin: Annotated[bool, typer.Option("--admin", help="Make it an administrator.")] = False,
+    data_dir: DataDir = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Create an account (works whether or not the shop is running)."""
+    from eventmart.services.identity.domain import IdentityError
+    from eventmart.services.identity.service import create_user_offline
+
+    platform = _platform(data_dir, profile)
+    try:
+        user = create_user_offline(platform, email, password, name, admin=admin)
+    except IdentityError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from e
+    finally:
+        platform.close()
+    console.print(f"created {user.role} {user.email} ({user.user_id})")
+
+
+@app.command()
+def replay(
+    projection: Annotated[
+        str, typer.Argument(help="The read model to rebuild: orders or products.")
+    ],
+    data_dir: DataDir = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Rebuild a read model from the log (the shop may keep running meanwhile)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from eventmart.readside.replay import replay as run_replay
+    from eventmart.readside.views import UnknownProjectionError
+
+    platform = _platform(data_dir, profile)
+    try:
+        with Progress(
+            TextColumn("[bold]replaying {task.fields[name]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            task = bar.add_task("replay", total=None, name=projection)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = run_replay(platform, projection, progress)
+    except UnknownProjectionError as e:
+        raise typer.BadParameter(str(e), param_hint="PROJECTION") from e
+    finally:
+        platform.close()
+    console.print(
+        f"{result.projection} rebuilt as generation {result.generation} "
+        f"(group {result.group}): {result.messages} messages in {result.seconds:.1f}s"
+    )
 
 
 @app.command()

@@ -9,8 +9,13 @@ from typing import Any
 
 import httpx
 
-ADDRESS = {"name": "Ada Lovelace", "line1": "12 Analytical Row", "city": "London",
-           "postal_code": "N1 7AA", "country": "GB"}
+ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "12 Analytical Row",
+    "city": "London",
+    "postal_code": "N1 7AA",
+    "country": "GB",
+}
 TERMINAL_OR_SHIPPED = {"CANCELLED", "SHIPPED", "DELIVERED"}
 
 
@@ -24,12 +29,15 @@ class Shopper:
     orders: list[str] = field(default_factory=list)
 
     def register(self) -> Shopper:
-        r = self.http.post("/api/auth/register",
-                           json={"email": self.email, "password": self.password, "name": "Ada"})
+        r = self.http.post(
+            "/api/auth/register",
+            json={"email": self.email, "password": self.password, "name": "Ada"},
+        )
         assert r.status_code == 201, r.text
         self.user_id = r.json()["user_id"]
-        token = self.http.post("/api/auth/token",
-                               json={"email": self.email, "password": self.password})
+        token = self.http.post(
+            "/api/auth/token", json={"email": self.email, "password": self.password}
+        )
         assert token.status_code == 200, token.text
         self.headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
         return self
@@ -40,8 +48,9 @@ class Shopper:
         return dict(r.json())
 
     def add(self, product_id: str, quantity: int = 1) -> dict[str, Any]:
-        r = self.http.put(f"/api/basket/items/{product_id}", json={"quantity": quantity},
-                          headers=self.headers)
+        r = self.http.put(
+            f"/api/basket/items/{product_id}", json={"quantity": quantity}, headers=self.headers
+        )
         assert r.status_code == 200, r.text
         return dict(r.json())
 
@@ -56,7 +65,9 @@ class Shopper:
             self.orders.append(order_id)
         return order_id
 
-    def checkout_response(self, card_token: str = "tok_visa", key: str | None = None) -> httpx.Response:
+    def checkout_response(
+        self, card_token: str = "tok_visa", key: str | None = None
+    ) -> httpx.Response:
         return self.http.post(
             "/api/basket/checkout",
             json={"shipping_address": ADDRESS, "card_token": card_token},

@@ -45,11 +45,15 @@ def e2e_settings(base: Settings, **overrides: object) -> Settings:
     """Fast business timings so sagas, deadlines and shipping finish within a test."""
     ports = free_port_block(len(SERVICE_INDEX) + 3)
     values: dict[str, object] = {
-        "port_base": ports, "web_port": ports + len(SERVICE_INDEX) + 1,
+        "port_base": ports,
+        "web_port": ports + len(SERVICE_INDEX) + 1,
         "mobile_port": ports + len(SERVICE_INDEX) + 2,
-        "payment_deadline_s": 2.0, "payment_slow_delay_s": 0.3,
-        "shipping_dispatch_delay_s": 0.3, "shipping_delivery_delay_s": 0.3,
-        "rate_limit": "100000/second", "poll_interval_s": 0.01,
+        "payment_deadline_s": 2.0,
+        "payment_slow_delay_s": 0.3,
+        "shipping_dispatch_delay_s": 0.3,
+        "shipping_delivery_delay_s": 0.3,
+        "rate_limit": "100000/second",
+        "poll_interval_s": 0.01,
     }
     values.update(overrides)
     return base.model_copy(update=values)
@@ -57,13 +61,16 @@ def e2e_settings(base: Settings, **overrides: object) -> Settings:
 
 class _Server:
     def __init__(self, app: FastAPI, port: int) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                                    log_level="warning", access_log=False))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
 
-    def stop(self) -> None:
+    def signal_stop(self) -> None:
         self.server.should_exit = True
+
+    def join(self) -> None:
         self.thread.join(10)
 
 
@@ -92,7 +99,10 @@ class Shop:
         self.servers.append(_Server(create_bff("web", self.platform), s.web_port))
         self.servers.append(_Server(create_bff("mobile", self.platform), s.mobile_port))
         urls = [f"{s.service_url(n)}/readyz" for n in SERVICE_INDEX]
-        urls += [f"http://127.0.0.1:{s.web_port}/readyz", f"http://127.0.0.1:{s.mobile_port}/readyz"]
+        urls += [
+            f"http://127.0.0.1:{s.web_port}/readyz",
+            f"http://127.0.0.1:{s.mobile_port}/readyz",
+        ]
         deadline = time.monotonic() + 30
         with httpx.Client(timeout=1) as c:
             for url in urls:
@@ -107,8 +117,10 @@ class Shop:
         return self
 
     def stop(self) -> None:
-        for server in reversed(self.servers):
-            server.stop()
+        for server in self.servers:  # all at once: each waits out its keep-alive clients
+            server.signal_stop()
+        for server in self.servers:
+            server.join()
         for runtime in self.runtimes.values():
             runtime.stop()
         self.platform.close()
@@ -132,8 +144,9 @@ class Shop:
             stable = stable + 1 if lag == 0 and pending == 0 else 0
             if stable >= 5:  # quiet for several looks in a row, not just between two hops
                 return
-            assert time.monotonic() < deadline, f"not quiet after {timeout_s}s: lag {lag}, " \
-                                                f"outbox {pending}"
+            assert time.monotonic() < deadline, (
+                f"not quiet after {timeout_s}s: lag {lag}, outbox {pending}"
+            )
             time.sleep(0.05)
 
 

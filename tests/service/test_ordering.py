@@ -46,11 +46,20 @@ def h(settings: Settings) -> Iterator[ServiceHarness]:
 
 def checkout(h: ServiceHarness, customer: str = "c1", token: str = "tok_visa") -> str:
     order_id = new_id()
-    h.publish(BasketCheckedOut(
-        order_id=order_id, customer_id=customer, total_cents=3000, shipping_address=ADDRESS,
-        card_token=token,
-        lines=[OrderLine(product_id="p1", sku="S1", name="Kettle", quantity=2,
-                         unit_price_cents=1500)]))
+    h.publish(
+        BasketCheckedOut(
+            order_id=order_id,
+            customer_id=customer,
+            total_cents=3000,
+            shipping_address=ADDRESS,
+            card_token=token,
+            lines=[
+                OrderLine(
+                    product_id="p1", sku="S1", name="Kettle", quantity=2, unit_price_cents=1500
+                )
+            ],
+        )
+    )
     (reserve,) = h.wait_for(ReserveStock, key=order_id)
     assert [(line.product_id, line.quantity) for line in reserve.lines] == [("p1", 2)]
     return order_id
@@ -86,8 +95,13 @@ def test_happy_path_to_delivered(h: ServiceHarness) -> None:
     assert [e["version"] for e in history["events"]] == [1, 2, 3, 4, 5, 6]
     assert history["saga"]["status"] == "COMPLETED"
     steps = [s["step"] for s in history["saga"]["steps"]]
-    assert steps == ["started", "reserving_stock", "authorizing_payment", "capturing_payment",
-                     "completed"]
+    assert steps == [
+        "started",
+        "reserving_stock",
+        "authorizing_payment",
+        "capturing_payment",
+        "completed",
+    ]
     # no deadline fired: nothing cancelled
     assert h.emitted(OrderCancelled, key=order_id) == []
 
@@ -144,8 +158,10 @@ def test_customer_cancel_after_confirmation_refunds_and_restocks(h: ServiceHarne
 
 def test_cancel_while_reserving_releases_the_late_reservation(h: ServiceHarness) -> None:
     order_id = checkout(h)
-    assert h.client.post(f"/orders/{order_id}/cancel",
-                         headers=h.token(user_id="c1")).status_code == 202
+    assert (
+        h.client.post(f"/orders/{order_id}/cancel", headers=h.token(user_id="c1")).status_code
+        == 202
+    )
     h.publish(StockReserved(order_id=order_id, lines=[]))
     h.wait_for(ReleaseStock, key=order_id)
     assert h.emitted(AuthorizePayment, key=order_id) == []
@@ -164,12 +180,18 @@ def test_shipped_order_cannot_be_cancelled(h: ServiceHarness) -> None:
 def test_duplicate_checkout_and_replies_have_one_effect(h: ServiceHarness) -> None:
     order_id = new_id()
     event = BasketCheckedOut(
-        order_id=order_id, customer_id="c1", total_cents=1500, shipping_address=ADDRESS,
+        order_id=order_id,
+        customer_id="c1",
+        total_cents=1500,
+        shipping_address=ADDRESS,
         card_token="tok_visa",
-        lines=[OrderLine(product_id="p", sku="S", name="N", quantity=1, unit_price_cents=1500)])
+        lines=[OrderLine(product_id="p", sku="S", name="N", quantity=1, unit_price_cents=1500)],
+    )
     h.publish(event, event)  # two messages (two ids), one checkout
     h.wait_for(ReserveStock, key=order_id)
-    h.publish(StockReserved(order_id=order_id, lines=[]), StockReserved(order_id=order_id, lines=[]))
+    h.publish(
+        StockReserved(order_id=order_id, lines=[]), StockReserved(order_id=order_id, lines=[])
+    )
     h.wait_for(AuthorizePayment, key=order_id)
     h.eventually(lambda: status(h, order_id) == "STOCK_RESERVED")
     assert len(h.emitted(ReserveStock, key=order_id)) == 1

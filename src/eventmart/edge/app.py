@@ -47,6 +47,10 @@ def create_bff(kind: Kind, platform: Platform) -> FastAPI:
     shape: Shape = WebShape() if kind == "web" else MobileShape()
     app.include_router(api_router(gateway, shape))
     app.include_router(ops_router(gateway))
+    if kind == "web":
+        from eventmart.edge.storefront import storefront_router
+
+        storefront_router(app, gateway)
     gateway.install(app)
     install_service_defaults(app, name, None, tracer_provider=provider)
     return app

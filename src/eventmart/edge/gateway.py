@@ -114,10 +114,6 @@ class Gateway:
                 headers={"Retry-After": str(math.ceil(exc.retry_after_s))},
             )
 
-        @app.on_event("shutdown")
-        async def close_clients() -> None:
-            await self.aclose()
-
 
 def _client_key(request: Request) -> str:
     token = bearer_token(request)

@@ -127,6 +127,7 @@ class ConsumerRunner:
         self._consumer: Consumer | None = None
         self._dlq: Producer | None = None
         self._resume_at: dict[TopicPartition, float] = {}
+        self._attempts: dict[tuple[TopicPartition, int], int] = {}
         self.processed = 0
 
     @property
@@ -258,47 +259,62 @@ class ConsumerRunner:
     def _one_by_one(
         self, items: Sequence[_Item], outcome: BatchOutcome, commit: dict[TopicPartition, int]
     ) -> None:
+        """Handle a failed batch message by message. A failing message never blocks the
+        thread: its partition is rewound to it and paused for the backoff, and the other
+        partitions go on; after `max_attempts` it is dead-lettered."""
         stopped: set[TopicPartition] = set()
         for item in items:
             tp = item.record.tp
             if tp in stopped:
                 continue
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    handled, dups = self._handle_batch([item])
-                    outcome.handled += handled
-                    outcome.duplicates += dups
-                    break
-                except RetryLaterError as e:
-                    # Keep order: rewind this partition to the message and pause it.
-                    stopped.add(tp)
-                    commit[tp] = item.record.offset
-                    self.consumer.seek(tp, item.record.offset)
-                    self.consumer.pause([tp])
-                    self._resume_at[tp] = time.monotonic() + e.delay_s
-                    outcome.paused.append(tp)
-                    log.warning(
-                        "%s paused %s/%d for %.1fs: %s",
-                        self.group,
-                        tp.topic,
-                        tp.partition,
-                        e.delay_s,
-                        e,
-                    )
-                    break
-                except PoisonMessageError as e:
-                    self._dead_letter([(item.record, e, attempt)])
+            position = (tp, item.record.offset)
+            try:
+                handled, dups = self._handle_batch([item])
+                outcome.handled += handled
+                outcome.duplicates += dups
+                self._attempts.pop(position, None)
+            except RetryLaterError as e:
+                # A dependency is down: wait for it without counting towards the DLQ.
+                self._hold(item, e.delay_s, stopped, commit, outcome)
+                log.warning(
+                    "%s paused %s/%d for %.1fs: %s",
+                    self.group,
+                    tp.topic,
+                    tp.partition,
+                    e.delay_s,
+                    e,
+                )
+            except PoisonMessageError as e:
+                self._dead_letter([(item.record, e, self._attempts.pop(position, 0) + 1)])
+                outcome.dead_lettered += 1
+            except Exception as e:
+                attempts = self._attempts.get(position, 0) + 1
+                if attempts >= self.retry.max_attempts:
+                    self._attempts.pop(position, None)
+                    self._dead_letter([(item.record, e, attempts)])
                     outcome.dead_lettered += 1
-                    break
-                except Exception as e:
-                    if attempt >= self.retry.max_attempts:
-                        self._dead_letter([(item.record, e, attempt)])
-                        outcome.dead_lettered += 1
-                        break
-                    metrics.MESSAGES.labels(self.group, "retried").inc()
-                    time.sleep(self.retry.backoff(attempt))
+                    continue
+                self._attempts[position] = attempts
+                metrics.MESSAGES.labels(self.group, "retried").inc()
+                self._hold(item, self.retry.backoff(attempts), stopped, commit, outcome)
+
+    def _hold(
+        self,
+        item: _Item,
+        delay_s: float,
+        stopped: set[TopicPartition],
+        commit: dict[TopicPartition, int],
+        outcome: BatchOutcome,
+    ) -> None:
+        """Rewind the item's partition to it and pause the partition for `delay_s`:
+        per-key order is kept, and nothing after it is handled first."""
+        tp = item.record.tp
+        stopped.add(tp)
+        commit[tp] = item.record.offset
+        self.consumer.seek(tp, item.record.offset)
+        self.consumer.pause([tp])
+        self._resume_at[tp] = time.monotonic() + delay_s
+        outcome.paused.append(tp)
 
     def _resume_due(self, consumer: Consumer) -> None:
         if not self._resume_at:

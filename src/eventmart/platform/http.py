@@ -60,6 +60,7 @@ class Downstream:
         recovery_timeout_s: float = 5.0,
         tracer_provider: TracerProvider | None = None,
         max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
         self.retries = retries
@@ -69,6 +70,7 @@ class Downstream:
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
+            transport=transport,
         )
         if tracer_provider is not None:
             HTTPXClientInstrumentor.instrument_client(self.client, tracer_provider=tracer_provider)
@@ -115,7 +117,7 @@ class Downstream:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(attempts),
-                wait=wait_exponential_jitter(initial=0.05, max=0.5),
+                wait=wait_exponential_jitter(multiplier=0.05, max=0.5),
                 retry=retry_if_exception_type((httpx.TransportError, _ServerError)),
                 reraise=True,
             ):

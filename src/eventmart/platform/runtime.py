@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,7 +30,7 @@ from eventmart.platform.consumer import ConsumerRunner, RetryPolicy
 from eventmart.platform.context import caused_by
 from eventmart.platform.errors import ConcurrencyError, EventmartError
 from eventmart.platform.infra import Platform
-from eventmart.platform.messages import Message
+from eventmart.platform.messages import Message, now_ms
 from eventmart.platform.messaging import Handlers, MessageWriter, UnitOfWork, unit_of_work
 from eventmart.platform.settings import Settings
 from eventmart.platform.store import ServiceStore
@@ -49,6 +50,7 @@ class Subscription:
     handlers: Handlers
     topics: list[str] | None = None  # default: the topics of the handled types
     batch_size: int | None = None
+    retry: RetryPolicy | None = None  # default: from settings
 
 
 @dataclass
@@ -68,6 +70,8 @@ class Service:
     subscriptions: list[Subscription] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)
     on_start: list[Callable[[], None]] = field(default_factory=list)
+    # Long-running work of the service's own, run on a thread until the event is set.
+    workers: list[Callable[[threading.Event], None]] = field(default_factory=list)
     produces: list[type[Message]] = field(default_factory=list)
     # Set by the runtime at start (it needs the service's tracer); API routes use `uow()`.
     writer: MessageWriter | None = None
@@ -136,7 +140,8 @@ class ServiceRuntime:
                 topics=sub.topics,
                 batch_size=sub.batch_size or s.consumer_batch_size,
                 max_in_flight=s.max_in_flight,
-                retry=RetryPolicy(
+                retry=sub.retry
+                or RetryPolicy(
                     s.retry_max_attempts, s.retry_backoff_initial_s, s.retry_backoff_max_s
                 ),
                 member_id=f"{svc.name}-{self.member_suffix}",
@@ -146,6 +151,8 @@ class ServiceRuntime:
             self._thread(f"{svc.name}-{sub.group}", runner.run)
         for loop in svc.loops:
             self._loop(loop)
+        for i, worker in enumerate(svc.workers):
+            self._thread(f"{svc.name}-worker-{i}", worker)
         self.started = True
         self._ready.set()
         log.info("service %s started (%d consumers)", svc.name, len(self.runners))
@@ -170,6 +177,10 @@ class ServiceRuntime:
     def _fire_timers(self) -> None:
         store = self.service.store
         assert store is not None
+        with store.db.read() as conn:
+            due = store.timers.next_due_ms(conn)
+        if due is None or due > now_ms():
+            return  # nothing due: no write transaction
         with store.db.transaction() as conn:
             fired = store.timers.fire_due(conn)
         if fired:
@@ -184,6 +195,10 @@ class ServiceRuntime:
             t.join(max(0.1, deadline - time.monotonic()))
         self._ready.clear()
         self.started = False
+        # Spans of the last moments go out now, while their store is still there.
+        self.tracer_provider.force_flush(2000)
+        if trace.get_tracer_provider() is not self.tracer_provider:
+            self.tracer_provider.shutdown()
 
     @property
     def ready(self) -> bool:

@@ -129,8 +129,10 @@ class SqliteLog(Bus):
         session_timeout_s: float = 6.0,
         heartbeat_interval_s: float = 1.0,
         poll_interval_s: float = 0.02,
+        max_poll_interval_s: float = 300.0,
     ) -> None:
         self.path = Path(path)
+        self.max_poll_interval_s = max_poll_interval_s
         self.default_partitions = default_partitions
         self.session_timeout_ms = int(session_timeout_s * 1000)
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -286,9 +288,15 @@ class SqliteLog(Bus):
         with self._lock:
             conn = self._admin()
             with _Write(conn):
-                conn.executemany(
-                    "DELETE FROM offsets WHERE grp = ? AND topic_id = ?", [(group, i) for i in ids]
-                )
+                # Back to the start, kept as rows so lag shows the whole log (as on Kafka).
+                for topic_id in ids:
+                    partitions = conn.execute(
+                        "SELECT partition FROM heads WHERE topic_id = ?", (topic_id,)
+                    ).fetchall()
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO offsets VALUES (?, ?, ?, 0)",
+                        [(group, topic_id, p) for (p,) in partitions],
+                    )
 
     def close(self) -> None:
         with self._lock:
@@ -370,6 +378,8 @@ class SqliteConsumer(Consumer):
         self._last_check = 0.0
         self._data_version = -1
         self._idle = False
+        self._rotation = 0
+        self._last_poll = time.monotonic()
         self._closed = False
         self._heartbeat_error: BaseException | None = None
         self._join()
@@ -392,6 +402,10 @@ class SqliteConsumer(Consumer):
         conn = self._log.connect()
         try:
             while not self._stop.wait(self._log.heartbeat_interval_s):
+                if time.monotonic() - self._last_poll > self._log.max_poll_interval_s:
+                    # Alive but not consuming (stuck in a handler?): let the leases lapse so
+                    # the group's other members take the partitions, as Kafka does.
+                    continue
                 now = now_ms()
                 with _Write(conn):
                     cur = conn.execute(
@@ -414,68 +428,58 @@ class SqliteConsumer(Consumer):
             conn.close()
 
     def _rebalance(self) -> None:
-        """Settle this member's share of the partitions (see the module docstring)."""
+        """Settle this member's share of the partitions (see the module docstring).
+
+        Reads first and writes only when something has to change, so an idle, settled
+        group costs a couple of reads per check rather than a write transaction.
+        """
         now = now_ms()
         session = self._log.session_timeout_ms
-        with _Write(self._conn) as conn:
-            conn.execute(
-                "DELETE FROM members WHERE grp = ? AND heartbeat_ms < ?",
-                (self.group, now - session),
-            )
-            conn.execute(
-                "UPDATE members SET heartbeat_ms = ? WHERE grp = ? AND member_id = ?",
-                (now, self.group, self.member_id),
-            )
-            members = conn.execute(
-                "SELECT member_id, topics FROM members WHERE grp = ? ORDER BY member_id",
-                (self.group,),
-            ).fetchall()
-            if self.member_id not in {m for m, _ in members}:
+        conn = self._conn
+        members = self._alive_members(conn, now - session)
+        leases = self._leases(conn)
+        wanted, owned_now = self._plan(members, leases, now)
+        release = owned_now - wanted
+        takeable = [tp for tp in wanted - owned_now if self._free(leases, tp, now)]
+        acquired: list[TopicPartition] = []
+        if release or takeable or self.member_id not in {m for m, _ in members}:
+            with _Write(conn):
                 conn.execute(
-                    "INSERT INTO members VALUES (?, ?, ?, ?)",
+                    "DELETE FROM members WHERE grp = ? AND heartbeat_ms < ?",
+                    (self.group, now - session),
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?)",
                     (self.group, self.member_id, ",".join(self.topics), now),
                 )
-                members.append((self.member_id, ",".join(self.topics)))
-                members.sort()
-            leases = {
-                (t, p): (m, exp)
-                for t, p, m, exp in conn.execute(
-                    "SELECT topic_id, partition, member_id, expires_ms FROM leases WHERE grp = ?",
-                    (self.group,),
+                conn.executemany(
+                    "DELETE FROM leases WHERE grp = ? AND topic_id = ? AND partition = ? "
+                    "AND member_id = ?",
+                    [
+                        (self.group, self._topic_ids[tp.topic][0], tp.partition, self.member_id)
+                        for tp in release
+                    ],
                 )
-            }
-            wanted: set[TopicPartition] = set()
-            for name, (_tid, partitions) in self._topic_ids.items():
-                subscribers = [m for m, ts in members if name in ts.split(",")]
-                mine = subscribers.index(self.member_id)
-                wanted.update(
-                    TopicPartition(name, p)
-                    for p in range(partitions)
-                    if p % len(subscribers) == mine
-                )
-            owned_now: set[TopicPartition] = set()
-            for (tid, p), (m, exp) in leases.items():
-                if m == self.member_id and exp >= now and tid in self._names:
-                    owned_now.add(TopicPartition(self._names[tid], p))
-            release = owned_now - wanted
-            conn.executemany(
-                "DELETE FROM leases WHERE grp = ? AND topic_id = ? AND partition = ? "
-                "AND member_id = ?",
-                [
-                    (self.group, self._topic_ids[tp.topic][0], tp.partition, self.member_id)
-                    for tp in release
-                ],
-            )
-            acquired: list[TopicPartition] = []
-            for tp in wanted - owned_now:
-                tid = self._topic_ids[tp.topic][0]
-                holder = leases.get((tid, tp.partition))
-                if holder is None or holder[1] < now or holder[0] == self.member_id:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?)",
-                        (self.group, tid, tp.partition, self.member_id, now + session),
-                    )
-                    acquired.append(tp)
+                leases = self._leases(conn)  # again, inside the write lock
+                for tp in takeable:
+                    if self._free(leases, tp, now):
+                        conn.execute(
+                            "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?)",
+                            (
+                                self.group,
+                                self._topic_ids[tp.topic][0],
+                                tp.partition,
+                                self.member_id,
+                                now + session,
+                            ),
+                        )
+                        acquired.append(tp)
+        keep = (owned_now - release) | set(acquired)
+        for tp in list(self._owned):
+            if tp not in keep:
+                del self._owned[tp]
+                self._paused.discard(tp)
+        if acquired:
             committed = {
                 (t, p): c
                 for t, p, c in conn.execute(
@@ -483,26 +487,68 @@ class SqliteConsumer(Consumer):
                     (self.group,),
                 )
             }
-        keep = (owned_now - release) | set(acquired)
-        for tp in list(self._owned):
-            if tp not in keep:
-                del self._owned[tp]
-                self._paused.discard(tp)
-        for tp in keep:
-            if tp not in self._owned:
+            for tp in acquired:
+                # A partition taken (back) starts from the group's committed offset: another
+                # member may have moved it since this member last read it.
                 self._owned[tp] = committed.get((self._topic_ids[tp.topic][0], tp.partition), 0)
+                self._paused.discard(tp)
+            self._data_version = -1
+
+    def _alive_members(self, conn: sqlite3.Connection, since_ms: int) -> list[tuple[str, str]]:
+        rows = conn.execute(
+            "SELECT member_id, topics FROM members WHERE grp = ? AND heartbeat_ms >= ?",
+            (self.group, since_ms),
+        ).fetchall()
+        if self.member_id not in {m for m, _ in rows}:
+            rows.append((self.member_id, ",".join(self.topics)))
+        return sorted(rows)
+
+    def _leases(self, conn: sqlite3.Connection) -> dict[tuple[int, int], tuple[str, int]]:
+        return {
+            (t, p): (m, exp)
+            for t, p, m, exp in conn.execute(
+                "SELECT topic_id, partition, member_id, expires_ms FROM leases WHERE grp = ?",
+                (self.group,),
+            )
+        }
+
+    def _plan(
+        self,
+        members: list[tuple[str, str]],
+        leases: dict[tuple[int, int], tuple[str, int]],
+        now: int,
+    ) -> tuple[set[TopicPartition], set[TopicPartition]]:
+        """(this member's share, the partitions it holds a live lease on now)."""
+        wanted: set[TopicPartition] = set()
+        for name, (_tid, partitions) in self._topic_ids.items():
+            subscribers = [m for m, ts in members if name in ts.split(",")]
+            mine = subscribers.index(self.member_id)
+            wanted.update(
+                TopicPartition(name, p) for p in range(partitions) if p % len(subscribers) == mine
+            )
+        owned: set[TopicPartition] = set()
+        for (tid, p), (m, exp) in leases.items():
+            if m == self.member_id and exp >= now and tid in self._names:
+                owned.add(TopicPartition(self._names[tid], p))
+        return wanted, owned
+
+    def _free(
+        self, leases: dict[tuple[int, int], tuple[str, int]], tp: TopicPartition, now: int
+    ) -> bool:
+        holder = leases.get((self._topic_ids[tp.topic][0], tp.partition))
+        return holder is None or holder[1] < now or holder[0] == self.member_id
 
     # -- Consumer -------------------------------------------------------------------
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         if self._heartbeat_error is not None:
             raise RuntimeError("consumer heartbeat failed") from self._heartbeat_error
         deadline = time.monotonic() + timeout_s
+        self._last_poll = time.monotonic()
         while True:
             with self._lock:
                 if time.monotonic() - self._last_check >= self.REBALANCE_CHECK_S:
                     self._rebalance()
                     self._last_check = time.monotonic()
-                    self._data_version = -1
                 records = self._fetch(max_records)
             if records or time.monotonic() >= deadline or self._closed:
                 return records
@@ -512,21 +558,31 @@ class SqliteConsumer(Consumer):
                 )
 
     def _fetch(self, max_records: int) -> list[Record]:
-        active = [tp for tp in self._owned if tp not in self._paused]
+        active = sorted(
+            (tp for tp in self._owned if tp not in self._paused),
+            key=lambda t: (t.topic, t.partition),
+        )
         if not active:
             return []
         version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self._data_version and self._idle:
             return []  # nothing committed since the last empty look
         self._data_version = version
-        share = max(1, max_records // len(active))
+        # Start at a different partition each time, and hand what an empty partition
+        # leaves unused to the next one: fair, and never more than max_records.
+        self._rotation = (self._rotation + 1) % len(active)
+        order = active[self._rotation :] + active[: self._rotation]
         out: list[Record] = []
-        for tp in sorted(active, key=lambda t: (t.topic, t.partition)):
+        for i, tp in enumerate(order):
+            remaining = max_records - len(out)
+            if remaining <= 0:
+                break
+            limit = max(1, remaining // (len(order) - i))
             tid = self._topic_ids[tp.topic][0]
             rows = self._conn.execute(
                 "SELECT offset, key, headers, value, ts FROM records WHERE topic_id = ? "
                 "AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?",
-                (tid, tp.partition, self._owned[tp], share),
+                (tid, tp.partition, self._owned[tp], limit),
             ).fetchall()
             if rows:
                 out.extend(_record(tp.topic, tp.partition, row) for row in rows)
@@ -564,6 +620,7 @@ class SqliteConsumer(Consumer):
                 )
             for tp in lost:
                 self._owned.pop(tp, None)
+                self._paused.discard(tp)
 
     def assignment(self) -> set[TopicPartition]:
         with self._lock:

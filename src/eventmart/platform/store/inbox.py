@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, and_, delete, select
+from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, delete
 
+from eventmart.platform.db import dialect_insert
 from eventmart.platform.messages import now_ms
 
 _CHUNK = 500
@@ -27,29 +28,29 @@ class Inbox:
     def claim(self, conn: Connection, consumer: str, message_ids: Sequence[str]) -> set[str]:
         """Record the ids not seen before and return them; the caller handles only those.
 
-        Runs in the caller's transaction: if the handling fails and rolls back, the claim
-        rolls back with it.
+        One INSERT ... ON CONFLICT DO NOTHING RETURNING: the ids it inserted are the new
+        ones, and two transactions claiming one id at once cannot both get it (the unique
+        key decides). Runs in the caller's transaction: if the handling fails and rolls
+        back, the claim rolls back with it.
         """
-        t = self.table
         wanted = list(dict.fromkeys(message_ids))
-        seen: set[str] = set()
+        if not wanted:
+            return set()
+        now = now_ms()
+        fresh: set[str] = set()
         for i in range(0, len(wanted), _CHUNK):
-            chunk = wanted[i : i + _CHUNK]
-            seen.update(
-                conn.execute(
-                    select(t.c.message_id).where(
-                        and_(t.c.consumer == consumer, t.c.message_id.in_(chunk))
-                    )
-                ).scalars()
+            rows = [
+                {"consumer": consumer, "message_id": m, "processed_at_ms": now}
+                for m in wanted[i : i + _CHUNK]
+            ]
+            stmt = (
+                dialect_insert(conn, self.table)
+                .values(rows)
+                .on_conflict_do_nothing()
+                .returning(self.table.c.message_id)
             )
-        new = [m for m in wanted if m not in seen]
-        if new:
-            now = now_ms()
-            conn.execute(
-                t.insert(),
-                [{"consumer": consumer, "message_id": m, "processed_at_ms": now} for m in new],
-            )
-        return set(new)
+            fresh.update(conn.execute(stmt).scalars())
+        return fresh
 
     def forget(self, conn: Connection, consumer: str) -> None:
         """Drop a consumer's history (before a replay that rebuilds its effects)."""

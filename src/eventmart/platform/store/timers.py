@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     delete,
+    func,
     select,
 )
 
@@ -56,6 +57,11 @@ class Timers:
     def cancel(self, conn: Connection, timer_id: str) -> None:
         conn.execute(delete(self.table).where(self.table.c.timer_id == timer_id))
 
+    def next_due_ms(self, conn: Connection) -> int | None:
+        """When the earliest timer falls due (a cheap read, to skip idle write transactions)."""
+        value = conn.execute(select(func.min(self.table.c.due_ms))).scalar()
+        return None if value is None else int(value)
+
     def fire_due(self, conn: Connection, limit: int = 500) -> int:
         """Move due timers to the outbox; the number fired."""
         t = self.table
@@ -64,6 +70,9 @@ class Timers:
             .where(t.c.due_ms <= now_ms())
             .order_by(t.c.due_ms)
             .limit(limit)
+            # Two processes of a service must not fire one timer twice (PostgreSQL;
+            # SQLite's write lock already serializes this transaction).
+            .with_for_update(skip_locked=True)
         ).all()
         if not rows:
             return 0

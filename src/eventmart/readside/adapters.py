@@ -1,0 +1,376 @@
+"""The SQL read store: the views in a few tables (SQLAlchemy Core: SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    Connection,
+    Index,
+    Integer,
+    MetaData,
+    RowMapping,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from eventmart.platform.db import Database
+from eventmart.platform.messaging import UnitOfWork
+from eventmart.readside.domain import OrderItem, OrderView, ProductView, TimelineEntry
+from eventmart.readside.views import (
+    ORDERS,
+    PRODUCTS,
+    PROJECTIONS,
+    Page,
+    UnknownProjectionError,
+    ViewStore,
+)
+
+
+class SqlViewStore(ViewStore):
+    """The views in SQL tables; writes run in the handler's transaction (`uow.conn`), so
+    they commit with the consumer's inbox rows.
+
+    On PostgreSQL, `load_*` takes a transaction-scoped advisory lock on the view's id
+    (a row lock cannot cover a view not created yet), so two consumers of one order (its
+    checkout and its events arrive on different topics) do not lose each other's update;
+    `is_current` share-locks the generation row, so a rebuild's generation change waits
+    for a retiring consumer's transaction. SQLite needs neither: a writer holds the
+    whole database (BEGIN IMMEDIATE).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.metadata = MetaData()
+        self.orders = Table(
+            "order_views",
+            self.metadata,
+            Column("order_id", String(64), primary_key=True),
+            Column("customer_id", String(64), nullable=False),
+            Column("status", String(32), nullable=False),
+            Column("version", Integer, nullable=False),
+            Column("items", JSON, nullable=False),
+            Column("total_cents", BigInteger, nullable=False),
+            Column("currency", String(3), nullable=False),
+            Column("cancellation_reason", String(64)),
+            Column("cancellation_detail", Text),
+            Column("placed_at_ms", BigInteger, nullable=False),
+            Column("updated_at_ms", BigInteger, nullable=False),
+        )
+        Index(
+            "ix_order_views_customer",
+            self.orders.c.customer_id,
+            self.orders.c.placed_at_ms,
+            self.orders.c.order_id,
+        )
+        self.timeline = Table(
+            "order_timeline",
+            self.metadata,
+            Column("order_id", String(64), primary_key=True),
+            Column("type", String(100), primary_key=True),
+            Column("version", Integer, primary_key=True),
+            Column("status", String(32), nullable=False),
+            Column("at_ms", BigInteger, nullable=False),
+        )
+        self.products = Table(
+            "product_views",
+            self.metadata,
+            Column("product_id", String(64), primary_key=True),
+            Column("listed", Boolean, nullable=False),
+            Column("sku", String(64), nullable=False),
+            Column("name", String(200), nullable=False),
+            Column("description", Text, nullable=False),
+            Column("category", String(100), nullable=False),
+            Column("price_cents", BigInteger, nullable=False),
+            Column("currency", String(3), nullable=False),
+            Column("image", String(300), nullable=False),
+            Column("on_hand", BigInteger, nullable=False),
+            Column("reserved", BigInteger, nullable=False),
+            Column("available", BigInteger, nullable=False),
+        )
+        Index(
+            "ix_product_views_category",
+            self.products.c.listed,
+            self.products.c.category,
+            self.products.c.sku,
+        )
+        self.generations = Table(
+            "projections",
+            self.metadata,
+            Column("name", String(100), primary_key=True),
+            Column("generation", Integer, nullable=False),
+        )
+        self._tables: dict[str, tuple[Table, ...]] = {
+            ORDERS: (self.orders, self.timeline),
+            PRODUCTS: (self.products,),
+        }
+
+    def create(self) -> None:
+        self.db.create_all(self.metadata)
+        with self.db.transaction() as conn:
+            known = set(conn.execute(select(self.generations.c.name)).scalars())
+            missing = [{"name": p, "generation": 1} for p in PROJECTIONS if p not in known]
+            if missing:
+                _insert_ignore(conn, self.generations, missing, ["name"])
+
+    # -- orders ---------------------------------------------------------------------
+    def load_order(self, uow: UnitOfWork, order_id: str) -> OrderView | None:
+        _lock_view(uow.conn, ORDERS, order_id)
+        row = uow.conn.execute(
+            select(self.orders).where(self.orders.c.order_id == order_id)
+        ).first()
+        if row is None:
+            return None
+        return self._order(row._mapping, self._timelines(uow.conn, [order_id])[order_id])
+
+    def save_order(self, uow: UnitOfWork, view: OrderView) -> None:
+        row = {
+            "order_id": view.order_id,
+            "customer_id": view.customer_id,
+            "status": view.status,
+            "version": view.version,
+            "items": [
+                {
+                    "product_id": i.product_id,
+                    "sku": i.sku,
+                    "name": i.name,
+                    "quantity": i.quantity,
+                    "unit_price_cents": i.unit_price_cents,
+                }
+                for i in view.items
+            ],
+            "total_cents": view.total_cents,
+            "currency": view.currency,
+            "cancellation_reason": view.cancellation_reason,
+            "cancellation_detail": view.cancellation_detail,
+            "placed_at_ms": view.placed_at_ms,
+            "updated_at_ms": view.updated_at_ms,
+        }
+        _upsert(uow.conn, self.orders, row, ["order_id"])
+        if view.timeline:
+            _insert_ignore(
+                uow.conn,
+                self.timeline,
+                [
+                    {
+                        "order_id": view.order_id,
+                        "type": e.type,
+                        "version": e.version,
+                        "status": e.status,
+                        "at_ms": e.at_ms,
+                    }
+                    for e in view.timeline
+                ],
+                ["order_id", "type", "version"],
+            )
+
+    def order(self, order_id: str) -> OrderView | None:
+        with self.db.read() as conn:
+            t = self.orders
+            row = conn.execute(select(t).where(t.c.order_id == order_id)).first()
+            if row is None:
+                return None
+            return self._order(row._mapping, self._timelines(conn, [order_id])[order_id])
+
+    def orders_by_customer(self, customer_id: str, page: int, page_size: int) -> Page[OrderView]:
+        t = self.orders
+        where = t.c.customer_id == customer_id
+        with self.db.read() as conn:
+            total = conn.execute(select(func.count()).select_from(t).where(where)).scalar()
+            rows = conn.execute(
+                select(t)
+                .where(where)
+                .order_by(t.c.placed_at_ms.desc(), t.c.order_id.desc())
+                .offset((page - 1) * page_size)
+                .limit(page_size)
+            ).all()
+            timelines = self._timelines(conn, [r.order_id for r in rows])
+        return Page(
+            items=[self._order(r._mapping, timelines[r.order_id]) for r in rows],
+            page=page,
+            page_size=page_size,
+            total=int(total or 0),
+        )
+
+    def _timelines(
+        self, conn: Connection, order_ids: Sequence[str]
+    ) -> dict[str, list[TimelineEntry]]:
+        out: dict[str, list[TimelineEntry]] = {o: [] for o in order_ids}
+        if not order_ids:
+            return out
+        t = self.timeline
+        rows = conn.execute(
+            select(t)
+            .where(t.c.order_id.in_(order_ids))
+            .order_by(t.c.order_id, t.c.version, t.c.at_ms, t.c.type)
+        ).all()
+        for r in rows:
+            out[r.order_id].append(TimelineEntry(r.type, r.status, r.version, r.at_ms))
+        return out
+
+    @staticmethod
+    def _order(row: RowMapping, timeline: list[TimelineEntry]) -> OrderView:
+        return OrderView(
+            order_id=row["order_id"],
+            customer_id=row["customer_id"],
+            status=row["status"],
+            version=row["version"],
+            items=tuple(OrderItem(**i) for i in row["items"]),
+            total_cents=row["total_cents"],
+            currency=row["currency"],
+            cancellation_reason=row["cancellation_reason"],
+            cancellation_detail=row["cancellation_detail"],
+            placed_at_ms=row["placed_at_ms"],
+            updated_at_ms=row["updated_at_ms"],
+            timeline=tuple(timeline),
+        )
+
+    # -- products -------------------------------------------------------------------
+    def load_product(self, uow: UnitOfWork, product_id: str) -> ProductView | None:
+        _lock_view(uow.conn, PRODUCTS, product_id)
+        row = uow.conn.execute(
+            select(self.products).where(self.products.c.product_id == product_id)
+        ).first()
+        return ProductView(**row._mapping) if row else None
+
+    def save_product(self, uow: UnitOfWork, view: ProductView) -> None:
+        row = {
+            "product_id": view.product_id,
+            "listed": view.listed,
+            "sku": view.sku,
+            "name": view.name,
+            "description": view.description,
+            "category": view.category,
+            "price_cents": view.price_cents,
+            "currency": view.currency,
+            "image": view.image,
+            "on_hand": view.on_hand,
+            "reserved": view.reserved,
+            "available": view.available,
+        }
+        _upsert(uow.conn, self.products, row, ["product_id"])
+
+    def product(self, product_id: str) -> ProductView | None:
+        t = self.products
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(t).where(t.c.product_id == product_id, t.c.listed.is_(True))
+            ).first()
+        return ProductView(**row._mapping) if row else None
+
+    def search_products(
+        self, q: str | None, category: str | None, page: int, page_size: int
+    ) -> Page[ProductView]:
+        t = self.products
+        where: list[ColumnElement[bool]] = [t.c.listed.is_(True)]
+        if q:
+            needle = q.lower()
+            where.append(
+                or_(
+                    *(
+                        func.lower(c).contains(needle, autoescape=True)
+                        for c in (t.c.name, t.c.description, t.c.sku)
+                    )
+                )
+            )
+        if category:
+            where.append(t.c.category == category)
+        with self.db.read() as conn:
+            total = conn.execute(select(func.count()).select_from(t).where(*where)).scalar()
+            rows = conn.execute(
+                select(t)
+                .where(*where)
+                .order_by(t.c.sku, t.c.product_id)
+                .offset((page - 1) * page_size)
+                .limit(page_size)
+            ).all()
+        return Page(
+            items=[ProductView(**r._mapping) for r in rows],
+            page=page,
+            page_size=page_size,
+            total=int(total or 0),
+        )
+
+    # -- generations ----------------------------------------------------------------
+    def generation(self, projection: str) -> int:
+        self._known(projection)
+        g = self.generations
+        with self.db.read() as conn:
+            found = conn.execute(select(g.c.generation).where(g.c.name == projection)).scalar()
+        return int(found) if found is not None else 1
+
+    def is_current(self, uow: UnitOfWork, projection: str, generation: int) -> bool:
+        g = self.generations
+        found = uow.conn.execute(
+            select(g.c.generation).where(g.c.name == projection).with_for_update(read=True)
+        ).scalar()
+        return (int(found) if found is not None else 1) == generation
+
+    def start_generation(self, projection: str) -> int:
+        tables = self._known(projection)
+        g = self.generations
+        with self.db.transaction() as conn:
+            bumped = conn.execute(
+                update(g).where(g.c.name == projection).values(generation=g.c.generation + 1)
+            ).rowcount
+            if not bumped:
+                conn.execute(g.insert().values(name=projection, generation=2))
+            for table in tables:
+                conn.execute(delete(table))
+            return int(
+                conn.execute(select(g.c.generation).where(g.c.name == projection)).scalar_one()
+            )
+
+    def snapshot(self, projection: str) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self.db.read() as conn:
+            for table in self._known(projection):
+                rows = conn.execute(select(table).order_by(*table.primary_key.columns)).all()
+                out[table.name] = [dict(r._mapping) for r in rows]
+        return out
+
+    def _known(self, projection: str) -> tuple[Table, ...]:
+        tables = self._tables.get(projection)
+        if tables is None:
+            raise UnknownProjectionError(projection)
+        return tables
+
+
+def _lock_view(conn: Connection, projection: str, view_id: str) -> None:
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.blake2b(f"{projection}/{view_id}".encode(), digest_size=8).digest()
+        key = int.from_bytes(digest, "big", signed=True)
+        conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def _upsert(conn: Connection, table: Table, row: dict[str, Any], keys: list[str]) -> None:
+    changes = {k: v for k, v in row.items() if k not in keys}
+    if conn.dialect.name == "postgresql":
+        pg = postgresql.insert(table).values(row)
+        conn.execute(pg.on_conflict_do_update(index_elements=keys, set_=changes))
+    else:
+        lite = sqlite.insert(table).values(row)
+        conn.execute(lite.on_conflict_do_update(index_elements=keys, set_=changes))
+
+
+def _insert_ignore(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]
+) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(postgresql.insert(table).on_conflict_do_nothing(index_elements=keys), rows)
+    else:
+        conn.execute(sqlite.insert(table).on_conflict_do_nothing(index_elements=keys), rows)

@@ -1,0 +1,1 @@
+"""notification: e-mails to customers about their orders, written to `<data-dir>/mail/`."""

@@ -1,0 +1,1 @@
+"""payment: a simulated card processor, answering the ordering saga by card token."""

@@ -1,0 +1,1 @@
+"""shipping: shipments for confirmed orders, dispatched and delivered by a fulfillment."""

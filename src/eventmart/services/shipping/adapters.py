@@ -1,0 +1,101 @@
+"""shipping's tables and queries (SQLAlchemy Core: SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Connection, MetaData, Row, String, Table, select
+
+from eventmart.services.shipping.domain import Shipment, ShipmentStatus
+
+
+class ShipmentTable:
+    """One shipment per order at most (`order_id` is unique)."""
+
+    def __init__(self, metadata: MetaData) -> None:
+        self.t = Table(
+            "shipments",
+            metadata,
+            Column("shipment_id", String(64), primary_key=True),
+            Column("order_id", String(64), nullable=False, unique=True),
+            Column("customer_id", String(64), nullable=False),
+            Column("status", String(16), nullable=False),
+            Column("tracking_code", String(64), nullable=False),
+            Column("created_at_ms", BigInteger, nullable=False),
+            Column("dispatched_at_ms", BigInteger, nullable=True),
+            Column("delivered_at_ms", BigInteger, nullable=True),
+            Column("cancelled_at_ms", BigInteger, nullable=True),
+            Column("cancellation_reason", String(200), nullable=False),
+        )
+
+    @staticmethod
+    def _shipment(row: Row[Any]) -> Shipment:
+        m = dict(row._mapping)
+        m["status"] = ShipmentStatus(m["status"])
+        return Shipment(**m)
+
+    def _one(self, conn: Connection, where: Any, for_update: bool) -> Shipment | None:
+        query = select(self.t).where(where)
+        if for_update:
+            # A timer (shipping.internal) and a cancellation (ordering.events) for one
+            # order can be handled at once by different consumers: serialize them.
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        return self._shipment(row) if row else None
+
+    def by_order(
+        self, conn: Connection, order_id: str, *, for_update: bool = False
+    ) -> Shipment | None:
+        return self._one(conn, self.t.c.order_id == order_id, for_update)
+
+    def by_id(
+        self, conn: Connection, shipment_id: str, *, for_update: bool = False
+    ) -> Shipment | None:
+        return self._one(conn, self.t.c.shipment_id == shipment_id, for_update)
+
+    def add(self, conn: Connection, s: Shipment) -> None:
+        conn.execute(self.t.insert().values(**_values(s)))
+
+    def save(self, conn: Connection, s: Shipment) -> None:
+        values = _values(s)
+        del values["shipment_id"]
+        conn.execute(self.t.update().where(self.t.c.shipment_id == s.shipment_id).values(**values))
+
+
+def _values(s: Shipment) -> dict[str, Any]:
+    return {
+        "shipment_id": s.shipment_id,
+        "order_id": s.order_id,
+        "customer_id": s.customer_id,
+        "status": s.status.value,
+        "tracking_code": s.tracking_code,
+        "created_at_ms": s.created_at_ms,
+        "dispatched_at_ms": s.dispatched_at_ms,
+        "delivered_at_ms": s.delivered_at_ms,
+        "cancelled_at_ms": s.cancelled_at_ms,
+        "cancellation_reason": s.cancellation_reason,
+    }
+
+
+class CancelledOrderTable:
+    """Orders cancelled before any shipment existed for them: a late (redriven)
+    OrderConfirmed for one of these creates nothing."""
+
+    def __init__(self, metadata: MetaData) -> None:
+        self.t = Table(
+            "cancelled_orders",
+            metadata,
+            Column("order_id", String(64), primary_key=True),
+            Column("reason", String(200), nullable=False),
+            Column("cancelled_at_ms", BigInteger, nullable=False),
+        )
+
+    def record(self, conn: Connection, order_id: str, reason: str, at_ms: int) -> None:
+        if not self.contains(conn, order_id):
+            conn.execute(
+                self.t.insert().values(order_id=order_id, reason=reason, cancelled_at_ms=at_ms)
+            )
+
+    def contains(self, conn: Connection, order_id: str) -> bool:
+        query = select(self.t.c.order_id).where(self.t.c.order_id == order_id)
+        return conn.execute(query).first() is not None
