@@ -279,7 +279,10 @@ def install_service_defaults(
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
     FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="healthz,readyz,metrics,static", tracer_provider=tracer_provider
+        app,
+        excluded_urls="healthz,readyz,metrics,static",
+        tracer_provider=tracer_provider,
+        exclude_spans=["receive", "send"],  # ASGI message spans: noise in an order's trace
     )
 
 
