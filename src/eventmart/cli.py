@@ -258,7 +258,7 @@ def ensure_admin(settings: Settings) -> tuple[str, str]:
     if path.exists():
         email, _, password = path.read_text().strip().partition(" ")
         return email, password
-    email, password = "admin@eventmart.local", secrets.token_urlsafe(12)
+    email, password = "admin@eventmart.example", secrets.token_urlsafe(12)
     platform = Platform(settings)
     try:
         create_user_offline(platform, email, password, "Administrator", admin=True)
