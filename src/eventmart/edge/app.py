@@ -26,7 +26,9 @@ Kind = Literal["web", "mobile"]
 
 def create_bff(kind: Kind, platform: Platform) -> FastAPI:
     name = f"bff-{kind}"
-    provider = setup_tracing(f"eventmart-{name}", platform.spans)
+    provider = setup_tracing(
+        f"eventmart-{name}", platform.spans, platform.settings.trace_sample_ratio
+    )
     gateway = Gateway(name, platform, provider)
 
     @asynccontextmanager

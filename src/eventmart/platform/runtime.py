@@ -104,7 +104,9 @@ class ServiceRuntime:
         self.started = False
         self._ready = threading.Event()
         self.member_suffix = uuid.uuid4().hex[:6]
-        self.tracer_provider = setup_tracing(f"eventmart-{service.name}", platform.spans)
+        self.tracer_provider = setup_tracing(
+            f"eventmart-{service.name}", platform.spans, platform.settings.trace_sample_ratio
+        )
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:

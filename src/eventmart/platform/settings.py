@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     port_base: int = 8100
     demo_data: bool = True
 
+    # Tracing: the share of new traces recorded (children follow their parent's choice)
+    trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
+
     # The edge
     rate_limit: str = "50/second"  # per client (user, else IP); `limits` notation
     max_inflight_requests: int = Field(256, ge=1)

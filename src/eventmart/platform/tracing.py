@@ -21,6 +21,7 @@ from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text, func, select
@@ -207,11 +208,18 @@ class SpanStoreExporter(SpanExporter):
         return None
 
 
-def setup_tracing(service: str, span_store: SpanStore | None) -> TracerProvider:
+def setup_tracing(
+    service: str, span_store: SpanStore | None, sample_ratio: float = 1.0
+) -> TracerProvider:
     """A tracer provider for one service; the first one in a process also becomes the
     global provider (several services may share a process in tests and benchmarks, and
     each still reports under its own name)."""
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    # Parent-based: a message or request continues its trace's decision, so a trace is
+    # either whole or absent, never half-recorded across services.
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service}),
+        sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+    )
     if span_store is not None:
         provider.add_span_processor(
             BatchSpanProcessor(SpanStoreExporter(span_store, service), schedule_delay_millis=500)
