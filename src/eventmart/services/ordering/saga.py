@@ -83,6 +83,16 @@ class CheckoutSaga:
             return None
         return order, saga
 
+    def _at_step(
+        self, uow: UnitOfWork, order_id: str, step: str
+    ) -> tuple[Order, SagaInstance[Checkout]] | None:
+        """The order and its saga if the saga is running and waiting at `step`; else None
+        (a reply that comes late, twice, or out of turn changes nothing)."""
+        found = self._load(uow, order_id)
+        if found is None or not found[1].running or found[1].step_name != step:
+            return None
+        return found
+
     # -- the flow -------------------------------------------------------------------
     def on_checked_out(self, msg: BasketCheckedOut, _env: Envelope, uow: UnitOfWork) -> None:
         if self.orders.load(uow.conn, msg.order_id) is not None:
@@ -137,12 +147,10 @@ class CheckoutSaga:
         self.sagas.save(uow, saga)
 
     def on_stock_failed(self, msg: StockReservationFailed, _env: Envelope, uow: UnitOfWork) -> None:
-        found = self._load(uow, msg.order_id)
+        found = self._at_step(uow, msg.order_id, RESERVING)
         if found is None:
             return
         order, saga = found
-        if not saga.running or saga.step_name != RESERVING:
-            return
         detail = f"unavailable: {', '.join(msg.unavailable)}" if msg.unavailable else msg.reason
         self.orders.save(uow, order, order.cancel(Reason.OUT_OF_STOCK, detail))
         saga.compensate(f"stock reservation failed: {msg.reason}")
@@ -171,23 +179,19 @@ class CheckoutSaga:
         self.sagas.save(uow, saga)
 
     def on_payment_declined(self, msg: PaymentDeclined, _env: Envelope, uow: UnitOfWork) -> None:
-        found = self._load(uow, msg.order_id)
+        found = self._at_step(uow, msg.order_id, AUTHORIZING)
         if found is None:
             return
         order, saga = found
-        if not saga.running or saga.step_name != AUTHORIZING:
-            return
         self.orders.save(uow, order, order.cancel(Reason.PAYMENT_DECLINED, msg.reason))
         saga.compensate(f"payment declined: {msg.reason}")
         self.sagas.save(uow, saga)
 
     def on_deadline(self, msg: PaymentDeadlineReached, _env: Envelope, uow: UnitOfWork) -> None:
-        found = self._load(uow, msg.order_id)
+        found = self._at_step(uow, msg.order_id, AUTHORIZING)
         if found is None:
             return
         order, saga = found
-        if not saga.running or saga.step_name != AUTHORIZING:
-            return
         self.orders.save(
             uow,
             order,
