@@ -59,6 +59,8 @@ command -v mvn >/dev/null || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 # prlimit and setpriv keep Cassandra from locking its whole heap in memory (see cassandra.py).
 command -v prlimit >/dev/null && command -v setpriv >/dev/null || missing+=(util-linux)
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+command -v chromium >/dev/null || missing+=(chromium)
 
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"

@@ -10,6 +10,9 @@ import pytest
 
 from eventmart.platform.settings import Settings
 
+# The session-scoped `engines` fixture: real Kafka, PostgreSQL, Cassandra and Temporal.
+pytest_plugins = ["tests.engines"]
+
 
 @pytest.fixture
 def unique() -> Callable[[str], str]:

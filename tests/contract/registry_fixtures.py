@@ -1,7 +1,8 @@
 """Helpers for the schema registry contract tests: backends, a threaded server, schemas.
 
 Each backend is a picklable `RegistryTarget`, so a test can open the same registry in
-other OS processes. To add a backend (PostgreSQL), add one entry to `BACKENDS`.
+other OS processes. A backend is one entry in `BACKENDS` (PostgreSQL's runs on the
+session's engines and is marked `distributed`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from eventmart.platform.schemas.http import HttpSchemaRegistry
 from eventmart.platform.schemas.registry import SchemaRegistry
 from eventmart.platform.schemas.rest import create_app
 from eventmart.platform.schemas.sql import SqlSchemaRegistry
+from tests.engines import postgres_registry
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ def _http(tmp_path: Path) -> Iterator[RegistryTarget]:
 BACKENDS: dict[str, Callable[[Path], AbstractContextManager[RegistryTarget]]] = {
     "sql-sqlite": _sql_sqlite,
     "http": _http,
+    "sql-postgres": postgres_registry,
 }
 
 

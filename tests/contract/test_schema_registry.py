@@ -1,8 +1,7 @@
 """One contract for the SchemaRegistry port, proven by every backend.
 
-Backends come from `registry_fixtures.BACKENDS`: `sql-sqlite`, and `http` (our REST
-service backed by SQLite, reached through HttpSchemaRegistry). A PostgreSQL backend is
-one more entry there.
+Backends come from `registry_fixtures.BACKENDS`: `sql-sqlite`, `http` (our REST service
+backed by SQLite, reached through HttpSchemaRegistry) and `sql-postgres`.
 """
 
 from __future__ import annotations
@@ -39,7 +38,12 @@ V3_SKU_REQUIRED = record(field("id", "string"), field("sku", "string"))
 V_SKU_ONLY = record(field("sku", "string"))
 
 
-@pytest.fixture(params=list(BACKENDS))
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=pytest.mark.distributed) if "postgres" in name else name
+        for name in BACKENDS
+    ]
+)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegistryTarget]:
     with BACKENDS[request.param](tmp_path) as found:
         yield found

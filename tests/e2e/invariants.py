@@ -15,12 +15,15 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import select
 
+from eventmart.platform.settings import Settings
+from eventmart.platform.store import ServiceStore
 from eventmart.services.ordering.adapters import OrderRepository
+from eventmart.services.ordering.domain import Order
 from tests.e2e.client import TERMINAL_OR_SHIPPED, Shopper
 from tests.e2e.shop import Shop
 
@@ -28,10 +31,24 @@ PENDING_PAYMENT = {"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED"}
 PAID = {"CONFIRMED", "SHIPPED", "DELIVERED"}
 
 
-def all_orders(shop: Shop) -> dict[str, Any]:
-    """Every order ordering knows, folded from its event store: id -> Order."""
-    store = shop.runtimes["ordering"].service.store
-    assert store is not None
+class AuditedShop(Protocol):
+    """What the checker needs of a running shop: its settings (service URLs), ordering's
+    orders, a way to wait until it is quiet, and an administrator's credentials. `Shop`
+    (every service in this process) and the system tests' shop of OS processes both
+    provide it."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def orders(self) -> dict[str, Order]: ...
+
+    def quiesce(self, timeout_s: float = 30.0) -> None: ...
+
+    def admin_headers(self) -> dict[str, str]: ...
+
+
+def orders_in_store(store: ServiceStore) -> dict[str, Order]:
+    """Every order in ordering's event store, folded from its stream: id -> Order."""
     repo = OrderRepository(store)
     events = store.events.events
     with store.db.read() as conn:
@@ -41,7 +58,35 @@ def all_orders(shop: Shop) -> dict[str, Any]:
                 select(events.c.stream_id).where(events.c.stream_id.like("order-%")).distinct()
             )
         ]
-        return {i: repo.load(conn, i) for i in ids}
+        loaded = {i: repo.load(conn, i) for i in ids}
+    return {i: order for i, order in loaded.items() if order is not None}
+
+
+def all_orders(shop: Shop) -> dict[str, Any]:
+    """Every order ordering knows, folded from its event store: id -> Order."""
+    store = shop.runtimes["ordering"].service.store
+    assert store is not None
+    return dict(orders_in_store(store))
+
+
+class _InProcess:
+    """`Shop` seen as an `AuditedShop`."""
+
+    def __init__(self, shop: Shop) -> None:
+        self.shop = shop
+
+    @property
+    def settings(self) -> Settings:
+        return self.shop.settings
+
+    def orders(self) -> dict[str, Order]:
+        return all_orders(self.shop)
+
+    def quiesce(self, timeout_s: float = 30.0) -> None:
+        self.shop.quiesce(timeout_s)
+
+    def admin_headers(self) -> dict[str, str]:
+        return self.shop.admin_headers()
 
 
 def _get(client: httpx.Client, url: str, **params: Any) -> Any:
@@ -50,12 +95,16 @@ def _get(client: httpx.Client, url: str, **params: Any) -> Any:
     return r.json()
 
 
-def check_invariants(shop: Shop, shoppers: list[Shopper], settle_s: float = 30.0) -> None:
+def check_invariants(
+    shop: Shop | AuditedShop, shoppers: list[Shopper], settle_s: float = 30.0
+) -> None:
+    """Wait until the shop is quiet and every order settled, then assert the rules."""
+    audited: AuditedShop = _InProcess(shop) if isinstance(shop, Shop) else shop
     # Let deadlines, shipping timers and the read side finish, then look.
     deadline = time.monotonic() + settle_s
     while True:
-        shop.quiesce(timeout_s=max(1.0, deadline - time.monotonic()))
-        orders = all_orders(shop)
+        audited.quiesce(timeout_s=max(1.0, deadline - time.monotonic()))
+        orders = audited.orders()
         open_orders = [o for o in orders.values() if o.status.value not in TERMINAL_OR_SHIPPED]
         if not open_orders:
             break
@@ -64,9 +113,9 @@ def check_invariants(shop: Shop, shoppers: list[Shopper], settle_s: float = 30.0
             + ", ".join(f"{o.order_id}={o.status.value}" for o in open_orders)
         )
         time.sleep(0.1)
-    shop.quiesce()
-    s = shop.settings
-    headers = shop.admin_headers()
+    audited.quiesce()
+    s = audited.settings
+    headers = audited.admin_headers()
     with httpx.Client(headers=headers, timeout=10) as c:
         # -- stock ------------------------------------------------------------------
         product_ids: list[str] = []

@@ -3,7 +3,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -12,21 +11,16 @@ from eventmart.platform.infra import Platform
 from eventmart.platform.settings import Settings
 from tests.unit.sample_messages import DoThing, ThingHappened, UndoThing
 
-_exporter = InMemorySpanExporter()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _tracer_provider() -> None:
-    """One in-memory tracer provider for the session (OpenTelemetry allows one per process)."""
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(_exporter))
-    trace.set_tracer_provider(provider)
-
 
 @pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    _exporter.clear()
-    yield _exporter
+def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    """A tracer provider of the test's own, recording in memory (the process-wide provider
+    may already belong to another suite: OpenTelemetry sets it once per process)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()
 
 
 @pytest.fixture

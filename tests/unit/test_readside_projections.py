@@ -42,6 +42,7 @@ from eventmart.readside.views import (
     UnknownProjectionError,
     ViewStore,
 )
+from tests.unit import readside_stores
 
 CUSTOMER = "cust-1"
 ADDRESS = Address(name="Ada", line1="1 Loop St", city="Lyon", postal_code="69001", country="FR")
@@ -80,12 +81,22 @@ class Projector:
             handlers.handler(env.type)(msg, env, uow)
 
 
-@pytest.fixture(params=["sql"])
+@pytest.fixture(scope="session")
+def cassandra_keyspace(request: pytest.FixtureRequest) -> Iterator[readside_stores.Keyspace]:
+    """The session's Cassandra (tests/engines.py's, or one of our own) and a keyspace."""
+    yield from readside_stores.cassandra_keyspace(request)
+
+
+@pytest.fixture(params=["sql", pytest.param("cassandra", marks=pytest.mark.distributed)])
 def views(request: pytest.FixtureRequest, platform: Platform) -> Iterator[ViewStore]:
-    assert request.param == "sql"
-    store = SqlViewStore(platform.database(VIEWS_DATABASE))
-    store.create()
-    yield store
+    """Each store; the consumer's inbox (`project`) is SQL for both, as in the service."""
+    if request.param == "sql":
+        store = SqlViewStore(platform.database(VIEWS_DATABASE))
+        store.create()
+        yield store
+    else:
+        with readside_stores.cassandra_store(request.getfixturevalue("cassandra_keyspace")) as c:
+            yield c
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -11,16 +12,18 @@ from eventmart.platform.messages import Envelope
 from eventmart.platform.messaging import Handlers, MessageWriter, UnitOfWork, unit_of_work
 from eventmart.platform.store import ServiceStore
 from eventmart.platform.store.outbox import OutboxRelay
-from eventmart.platform.tracing import SpanStore, SpanStoreExporter, tracer
+from eventmart.platform.tracing import SpanStore, SpanStoreExporter
 from tests.unit.sample_messages import DoThing
 
 
 def test_consumer_span_continues_the_producer_trace(
-    platform: Platform, spans: InMemorySpanExporter
+    platform: Platform, spans: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
+    provider, exporter = spans
+    tracer = provider.get_tracer("test")
     store = ServiceStore(platform.database("svc"))
     store.create()
-    writer = MessageWriter(platform.codec, "svc")
+    writer = MessageWriter(platform.codec, "svc", tracer)
     handlers = Handlers()
     seen: list[str] = []
 
@@ -29,7 +32,7 @@ def test_consumer_span_continues_the_producer_trace(
         seen.append(env.traceparent or "")
 
     with (
-        tracer().start_as_current_span("checkout request") as root,
+        tracer.start_as_current_span("checkout request") as root,
         unit_of_work(store, writer) as uow,
     ):
         uow.publish(DoThing(thing_id="t", amount=1))
@@ -48,7 +51,7 @@ def test_consumer_span_continues_the_producer_trace(
         runner.step()
     assert seen, "the consumer never handled the message"
     trace_id = root.get_span_context().trace_id
-    finished = spans.get_finished_spans()
+    finished = exporter.get_finished_spans()
     consumer = next(s for s in finished if s.kind is SpanKind.CONSUMER)
     producer = next(s for s in finished if s.kind is SpanKind.PRODUCER)
     assert consumer.context is not None and producer.context is not None

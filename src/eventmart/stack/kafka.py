@@ -104,6 +104,8 @@ class Kafka(Engine):
             # Tests start and stop consumer groups constantly; the default 3 s delay before
             # the first rebalance would slow every one of them.
             "group.initial.rebalance.delay.ms": 0,
+            # Tests and local failover use sessions of a few seconds (Kafka's floor is 6 s).
+            "group.min.session.timeout.ms": 1000,
             # Two cores: fewer threads than the defaults (3 network, 8 io) is plenty.
             "num.network.threads": 2,
             "num.io.threads": 4,

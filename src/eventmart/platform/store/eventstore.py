@@ -23,12 +23,14 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     and_,
+    bindparam,
     func,
     select,
     text,
 )
 from sqlalchemy.exc import IntegrityError
 
+from eventmart.platform.db import FastInsert
 from eventmart.platform.errors import ConcurrencyError
 from eventmart.platform.messages import now_ms
 
@@ -136,6 +138,24 @@ class SqlEventStore(EventStore):
 
     def __init__(self, metadata: MetaData) -> None:
         self.events, self.snapshots = event_store_tables(metadata)
+        c = self.events.c
+        cols = (c.stream_id, c.version, c.position, c.type, c.data, c.metadata, c.recorded_at_ms)
+        # Built once: a statement made per call costs more than the query it runs.
+        self._read_stream = (
+            select(*cols)
+            .where(and_(c.stream_id == bindparam("sid"), c.version > bindparam("after")))
+            .order_by(c.version)
+        )
+        self._read_all = (
+            select(*cols)
+            .where(c.position > bindparam("after"))
+            .order_by(c.position)
+            .limit(bindparam("limit"))
+        )
+        self._current = select(func.max(c.version)).where(c.stream_id == bindparam("sid"))
+        self._insert = FastInsert(
+            self.events, ["stream_id", "version", "type", "data", "metadata", "recorded_at_ms"]
+        )
 
     def append(self, conn: Connection, appends: Sequence[Append]) -> list[int]:
         if not appends:
@@ -151,66 +171,37 @@ class SqlEventStore(EventStore):
             ).all()
         )
         now = now_ms()
-        rows: list[dict[str, object]] = []
+        rows: list[tuple[str, int, str, bytes, bytes, int]] = []
         versions: list[int] = []
         for a in appends:
             actual = current.get(a.stream_id, 0)
             if actual != a.expected_version:
                 raise ConcurrencyError(a.stream_id, a.expected_version, actual)
             for i, e in enumerate(a.events, start=1):
-                rows.append(
-                    {
-                        "stream_id": a.stream_id,
-                        "version": actual + i,
-                        "type": e.type,
-                        "data": e.data,
-                        "metadata": e.metadata,
-                        "recorded_at_ms": now,
-                    }
-                )
+                rows.append((a.stream_id, actual + i, e.type, e.data, e.metadata, now))
             current[a.stream_id] = actual + len(a.events)
             versions.append(current[a.stream_id])
         if rows:
             try:
-                conn.execute(self.events.insert(), rows)
+                self._insert.execute(conn, rows)
             except IntegrityError as e:
                 # Another transaction appended to one of these streams first.
                 first = appends[0]
                 raise ConcurrencyError(first.stream_id, first.expected_version, -1) from e
         return versions
 
-    def _rows(self, result: Sequence[object]) -> list[StoredEvent]:
-        return [StoredEvent(*row) for row in result]  # type: ignore[misc]
-
-    def _cols(self) -> tuple[object, ...]:
-        c = self.events.c
-        return (c.stream_id, c.version, c.position, c.type, c.data, c.metadata, c.recorded_at_ms)
-
     def read_stream(
         self, conn: Connection, stream_id: str, after_version: int = 0
     ) -> list[StoredEvent]:
-        c = self.events.c
-        rows = conn.execute(
-            select(*self._cols())  # type: ignore[call-overload]
-            .where(and_(c.stream_id == stream_id, c.version > after_version))
-            .order_by(c.version)
-        ).all()
-        return self._rows(rows)
+        rows = conn.execute(self._read_stream, {"sid": stream_id, "after": after_version})
+        return [StoredEvent(*row) for row in rows]
 
     def read_all(self, conn: Connection, after_position: int, limit: int) -> list[StoredEvent]:
-        c = self.events.c
-        rows = conn.execute(
-            select(*self._cols())  # type: ignore[call-overload]
-            .where(c.position > after_position)
-            .order_by(c.position)
-            .limit(limit)
-        ).all()
-        return self._rows(rows)
+        rows = conn.execute(self._read_all, {"after": after_position, "limit": limit})
+        return [StoredEvent(*row) for row in rows]
 
     def current_version(self, conn: Connection, stream_id: str) -> int:
-        c = self.events.c
-        value = conn.execute(select(func.max(c.version)).where(c.stream_id == stream_id)).scalar()
-        return int(value or 0)
+        return int(conn.execute(self._current, {"sid": stream_id}).scalar() or 0)
 
     def save_snapshot(self, conn: Connection, snapshot: Snapshot) -> None:
         s = self.snapshots

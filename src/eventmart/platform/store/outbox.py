@@ -4,6 +4,18 @@ A service records the messages it emits in the same local transaction as its sta
 change (`Outbox.add`); the relay publishes committed rows to the bus in batches, in row
 order (so in order per key), and deletes them only after the bus has them. A crash
 between publish and delete re-publishes the batch: consumers' inboxes make that harmless.
+
+How relays share one database:
+- SQLite: one relay at a time holds a lease row and publishes in id order; the others
+  wait for it to expire. Relays wake on an in-process event and otherwise poll.
+- PostgreSQL: the outbox is sharded by key (`shard` = CRC32 of the key mod SHARDS, set at
+  insert). A relay claims a batch in one transaction: it takes transaction-scoped advisory
+  locks on the shards of the oldest pending rows (`pg_try_advisory_xact_lock`, skipping
+  shards another relay holds), selects their rows in id order `FOR UPDATE SKIP LOCKED`,
+  publishes them and deletes exactly those rows before the commit releases the locks. So
+  several relays publish at once, and a key, living in one shard, is only ever published
+  by one of them at a time, in id order. `Outbox.add` sends `NOTIFY outbox_<database>`
+  in the business transaction; relays LISTEN and fall back to polling.
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+import zlib
 from collections.abc import Sequence
 
 import msgspec
@@ -18,9 +31,11 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     and_,
@@ -28,8 +43,10 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.engine import make_url
 
 from eventmart.platform.bus import Producer
 from eventmart.platform.db import Database
@@ -39,6 +56,22 @@ log = logging.getLogger(__name__)
 
 _encode_headers = msgspec.msgpack.Encoder().encode
 _decode_headers = msgspec.msgpack.Decoder(tuple[tuple[str, bytes], ...]).decode
+
+# PostgreSQL: how many shards the outbox is cut into (at most this many relays publish at
+# once), and the first key of the relays' advisory locks (the second is the shard).
+SHARDS = 16
+SHARD_LOCK = 0x6F75_7462  # "outb"
+
+
+def shard_of(key: str) -> int:
+    """The outbox shard of a key (PostgreSQL): CRC32 of its UTF-8 bytes mod SHARDS."""
+    return zlib.crc32(key.encode()) % SHARDS
+
+
+def notify_channel(database: str) -> str:
+    """The LISTEN/NOTIFY channel of a database's outbox (at most 63 bytes, like any
+    PostgreSQL identifier)."""
+    return f"outbox_{database}".encode()[:63].decode(errors="ignore")
 
 
 class Outbox:
@@ -59,6 +92,11 @@ class Outbox:
             Column("headers", LargeBinary, nullable=False),
             Column("value", LargeBinary, nullable=False),
             Column("created_at_ms", BigInteger, nullable=False),
+            # Filled on PostgreSQL only (see the module docstring); NULL on SQLite.
+            Column("shard", SmallInteger, nullable=True),
+        )
+        Index("ix_outbox_shard_id", self.table.c.shard, self.table.c.id).ddl_if(
+            dialect="postgresql"
         )
         self.leases = Table(
             "outbox_relay_lease",
@@ -74,6 +112,25 @@ class Outbox:
         if not records:
             return
         now = now_ms()
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                self.table.insert(),
+                [
+                    {
+                        "topic": r.topic,
+                        "key": r.key,
+                        "headers": _encode_headers(r.headers),
+                        "value": r.value,
+                        "created_at_ms": now,
+                        "shard": shard_of(r.key),
+                    }
+                    for r in records
+                ],
+            )
+            # Delivered to the listening relays when (and only if) this transaction commits.
+            channel = notify_channel(conn.engine.url.database or "")
+            conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+            return
         conn.execute(
             self.table.insert(),
             [
@@ -93,8 +150,9 @@ class Outbox:
 
 
 class OutboxRelay:
-    """Publishes a database's outbox. One relay holds the lease at a time, so rows go out in
-    order even when several processes of one service run a relay."""
+    """Publishes a database's outbox, in order per key even when several processes of one
+    service run a relay: on SQLite one relay holds the lease at a time; on PostgreSQL
+    relays share the work by shard (see the module docstring)."""
 
     def __init__(
         self,
@@ -105,6 +163,7 @@ class OutboxRelay:
         batch_size: int = 1000,
         lease_s: float = 10.0,
         idle_wait_s: float = 0.05,
+        listen_fallback_s: float = 1.0,
     ) -> None:
         self.db = db
         self.outbox = outbox
@@ -112,6 +171,9 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.lease_ms = int(lease_s * 1000)
         self.idle_wait_s = idle_wait_s
+        # PostgreSQL, while LISTEN works: how often to look anyway (rows left behind by a
+        # relay that died, shards that were busy at the last look).
+        self.listen_fallback_s = listen_fallback_s
         self.owner = uuid.uuid4().hex
         self.published = 0
 
@@ -142,7 +204,10 @@ class OutboxRelay:
             return False
 
     def relay_once(self) -> int:
-        """Publish one batch; the number of messages published (0: nothing to do)."""
+        """Publish one batch; the number of messages published (0: nothing to do, or on
+        PostgreSQL every pending shard is being published by another relay)."""
+        if not self.db.is_sqlite:
+            return self._relay_shards_once()
         t = self.outbox.table
         with self.db.read() as conn:
             rows = conn.execute(
@@ -159,25 +224,134 @@ class OutboxRelay:
             ]
         )
         with self.db.transaction() as conn:
-            conn.execute(delete(t).where(t.c.id <= rows[-1][0]))
+            # Exactly the rows published (not `id <= last`: SQLite reuses the ids of an
+            # emptied table, and a relay that stalled past its lease deletes late).
+            conn.execute(delete(t).where(t.c.id.in_([row[0] for row in rows])))
         self.published += len(rows)
         return len(rows)
 
+    def _relay_shards_once(self) -> int:
+        t = self.outbox.table
+        with self.db.transaction() as conn:
+            shards = self._lock_shards(conn)
+            if not shards:
+                return 0
+            rows = conn.execute(
+                select(t.c.id, t.c.topic, t.c.key, t.c.headers, t.c.value)
+                .where(t.c.shard.in_(shards))
+                .order_by(t.c.id)
+                .limit(self.batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return 0
+            self.producer.send(
+                [
+                    OutgoingRecord(topic, key, value, _decode_headers(headers))
+                    for _, topic, key, headers, value in rows
+                ]
+            )
+            # Exactly these rows: a row with a smaller id may commit later (sequences hand
+            # out ids before commit) and must stay for the next batch.
+            conn.execute(delete(t).where(t.c.id.in_([row[0] for row in rows])))
+        self.published += len(rows)
+        return len(rows)
+
+    def _lock_shards(self, conn: Connection) -> list[int]:
+        """Lock, for this transaction, the shards of the oldest pending rows that no other
+        relay holds, until they hold a batch; the shards locked."""
+        t = self.outbox.table
+        oldest = conn.execute(
+            select(t.c.shard).order_by(t.c.id).limit(self.batch_size * 4)
+        ).scalars()
+        pending: dict[int, int] = {}  # shard -> rows among the oldest, oldest shard first
+        for shard in oldest:
+            pending[shard] = pending.get(shard, 0) + 1
+        locked: list[int] = []
+        covered = 0
+        for shard, count in pending.items():
+            got = conn.execute(
+                select(func.pg_try_advisory_xact_lock(SHARD_LOCK, shard))
+            ).scalar_one()
+            if got:
+                locked.append(shard)
+                covered += count
+                if covered >= self.batch_size:
+                    break
+        return locked
+
     def run(self, stop: threading.Event) -> None:
         """Relay until `stop` is set; waits on the outbox's wake event between batches."""
-        while not stop.is_set():
+        if not self.db.is_sqlite:
+            self._run_shared(stop)
+            return
+        # While this relay publishes, a keeper thread renews its lease: one batch (a slow
+        # bus, a producer's first connection) or a long drain can outlast the lease, and
+        # another relay must not start meanwhile. A process that stalls stops renewing.
+        publishing, done = threading.Event(), threading.Event()
+        keeper = threading.Thread(
+            target=self._keep_lease, args=(publishing, done), name="relay-lease", daemon=True
+        )
+        keeper.start()
+        try:
+            while not stop.is_set():
+                try:
+                    if not self._hold_lease():
+                        stop.wait(self.lease_ms / 4000)
+                        continue
+                    self.outbox.wake.clear()
+                    publishing.set()
+                    try:
+                        while (
+                            not stop.is_set()
+                            and self.relay_once() == self.batch_size
+                            and self._hold_lease()  # still ours: go on
+                        ):
+                            pass
+                    finally:
+                        publishing.clear()
+                except Exception:
+                    log.exception("outbox relay failed; retrying")
+                    stop.wait(1.0)
+                self.outbox.wake.wait(self.idle_wait_s)
+        finally:
+            done.set()
+            keeper.join(timeout=5)
+            self._release()
+
+    def _keep_lease(self, publishing: threading.Event, done: threading.Event) -> None:
+        leases = self.outbox.leases
+        while not done.wait(self.lease_ms / 3000):
+            if not publishing.is_set():
+                continue
             try:
-                if not self._hold_lease():
-                    stop.wait(self.lease_ms / 4000)
-                    continue
-                self.outbox.wake.clear()
-                while not stop.is_set() and self.relay_once() == self.batch_size:
-                    pass
+                with self.db.transaction() as conn:
+                    conn.execute(
+                        update(leases)
+                        .where(and_(leases.c.name == "relay", leases.c.owner == self.owner))
+                        .values(expires_ms=now_ms() + self.lease_ms)
+                    )
             except Exception:
-                log.exception("outbox relay failed; retrying")
-                stop.wait(1.0)
-            self.outbox.wake.wait(self.idle_wait_s)
-        self._release()
+                log.warning("could not renew the relay lease", exc_info=True)
+
+    def _run_shared(self, stop: threading.Event) -> None:
+        """PostgreSQL: no lease; drain what this relay can claim, then sleep until a NOTIFY
+        (or the in-process wake event) says there is more, or the fallback poll is due."""
+        listener = _OutboxListener(self.db.url, self.outbox.wake)
+        listener.start()
+        try:
+            while not stop.is_set():
+                try:
+                    self.outbox.wake.clear()
+                    while not stop.is_set() and self._relay_shards_once():
+                        pass
+                except Exception:
+                    log.exception("outbox relay failed; retrying")
+                    stop.wait(1.0)
+                wait = self.listen_fallback_s if listener.listening else self.idle_wait_s
+                self.outbox.wake.wait(wait)
+        finally:
+            listener.stop()
 
     def _release(self) -> None:
         leases = self.outbox.leases
@@ -190,3 +364,49 @@ class OutboxRelay:
                 )
         except Exception:  # pragma: no cover - best effort at shutdown
             log.warning("could not release the relay lease", exc_info=True)
+
+
+class _OutboxListener:
+    """LISTENs on a PostgreSQL outbox's channel in a daemon thread and sets `wake` on each
+    notification. Reconnects after errors; `listening` says whether it is subscribed now."""
+
+    def __init__(self, url: str, wake: threading.Event) -> None:
+        parsed = make_url(url)
+        self.channel = notify_channel(parsed.database or "")
+        # libpq takes the SQLAlchemy URL without the "+driver" part.
+        self.conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.wake = wake
+        self.listening = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"listen-{self.channel}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    self.listening = True
+                    self.wake.set()  # rows committed before the LISTEN: look once
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5):
+                            self.wake.set()
+            except Exception as e:
+                if not self._stop.is_set():
+                    log.warning(
+                        "outbox listener on %s failed (%s); polling meanwhile", self.channel, e
+                    )
+                    self._stop.wait(1.0)
+            finally:
+                self.listening = False
