@@ -8,6 +8,7 @@ import random
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,7 +57,10 @@ def e2e_settings(base: Settings, **overrides: object) -> Settings:
         "poll_interval_s": 0.01,
     }
     values.update(overrides)
-    return base.model_copy(update=values)
+    if values.get("profile") == "distributed":
+        # Shops share the session's engines: each gets its own topics, groups, databases.
+        values.setdefault("namespace", f"e2e_{uuid.uuid4().hex[:10]}")
+    return Settings.model_validate({**base.model_dump(), **values})
 
 
 class _Server:
@@ -114,6 +118,9 @@ class Shop:
                         pass
                     assert time.monotonic() < deadline, f"{url} not ready in 30 s"
                     time.sleep(0.05)
+        # The demo catalog and stock are seeded at start: let every consumer catch up, so
+        # the first test sees the shop as a shopper would after a moment.
+        self.quiesce(timeout_s=120)
         return self
 
     def stop(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -70,8 +71,8 @@ class TwiceBus(Bus):
         self.inner.close()
 
 
-def _shop(tmp_path: Path, twice: bool) -> Shop:
-    shop = Shop(e2e_settings(Settings(data_dir=tmp_path / "data", environment="test")))
+def _shop(tmp_path: Path, twice: bool, profile: dict[str, Any]) -> Shop:
+    shop = Shop(e2e_settings(Settings(data_dir=tmp_path / "data", environment="test"), **profile))
     if twice:
         shop.platform.__dict__["bus"] = TwiceBus(shop.platform.bus)
     return shop.start()
@@ -101,8 +102,8 @@ def _run_orders(shop: Shop) -> tuple[list[Shopper], dict[str, tuple[str, str | N
 
 
 @pytest.fixture
-def twice_shop(tmp_path: Path) -> Iterator[Shop]:
-    shop = _shop(tmp_path, twice=True)
+def twice_shop(tmp_path: Path, profile: dict[str, Any]) -> Iterator[Shop]:
+    shop = _shop(tmp_path, twice=True, profile=profile)
     try:
         yield shop
     finally:
@@ -135,8 +136,8 @@ def test_every_message_delivered_twice_changes_nothing(twice_shop: Shop) -> None
     assert published == 2 * sum(len(stored) for stored in streams.values())
 
 
-def test_rebuilt_read_models_equal_live_ones(tmp_path: Path) -> None:
-    shop = _shop(tmp_path, twice=False)
+def test_rebuilt_read_models_equal_live_ones(tmp_path: Path, profile: dict[str, Any]) -> None:
+    shop = _shop(tmp_path, twice=False, profile=profile)
     try:
         _run_orders(shop)
         shop.quiesce()

@@ -25,6 +25,14 @@ class Platform:
 
     @functools.cached_property
     def bus(self) -> Bus:
+        bus = self._bus()
+        if self.settings.namespace:
+            from eventmart.platform.bus.namespaced import NamespacedBus
+
+            return NamespacedBus(bus, self.settings.namespace)
+        return bus
+
+    def _bus(self) -> Bus:
         s = self.settings
         if s.profile == "embedded":
             from eventmart.platform.bus.sqlite_log import SqliteLog

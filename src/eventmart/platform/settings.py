@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     shipping_dispatch_delay_s: float = Field(20.0, ge=0)
     shipping_delivery_delay_s: float = Field(40.0, ge=0)
 
+    # Several shops on one set of engines: each prefixes its topics, consumer groups,
+    # PostgreSQL databases and Cassandra keyspace with its namespace ("" = none).
+    namespace: str = Field("", pattern=r"^([a-z][a-z0-9_]{0,30})?$")
+
     # Distributed profile addresses
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5433"
@@ -95,4 +99,8 @@ class Settings(BaseSettings):
         """The SQLAlchemy URL of one service's own database."""
         if self.profile == "embedded":
             return f"sqlite:///{self.path(f'{name}.db').resolve()}"
-        return f"{self.postgres_url.rstrip('/')}/eventmart_{name}"
+        return f"{self.postgres_url.rstrip('/')}/{self.namespace or 'eventmart'}_{name}"
+
+    @property
+    def cassandra_keyspace(self) -> str:
+        return f"{self.namespace or 'eventmart'}_views"

@@ -123,14 +123,14 @@ class ViewStore(ABC):
 
 def open_view_store(platform: Platform) -> ViewStore:
     """The read store the settings choose: SQL on `views` (views.db) on the embedded
-    profile, Cassandra (keyspace `eventmart_views`) on the distributed one. Either way the
-    consumers' inbox stays in the SQL `views` database (see docs/readside.md)."""
+    profile, Cassandra (keyspace `<namespace or eventmart>_views`) on the distributed one.
+    Either way the consumers' inbox stays in the SQL `views` database (docs/readside.md)."""
     s = platform.settings
     if s.profile == "distributed":
         from eventmart.readside.cassandra import CassandraViewStore
 
         hosts = [h.strip() for h in s.cassandra_hosts.split(",") if h.strip()]
-        return CassandraViewStore(hosts, s.cassandra_port)
+        return CassandraViewStore(hosts, s.cassandra_port, keyspace=s.cassandra_keyspace)
     from eventmart.readside.adapters import SqlViewStore
 
     return SqlViewStore(platform.database(VIEWS_DATABASE))
