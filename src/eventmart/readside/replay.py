@@ -52,7 +52,7 @@ def replay(platform: Platform, projection: str, progress: Progress | None = None
     started = time.perf_counter()
     views = open_view_store(platform)
     views.create()
-    # The consumer's inbox lives with the views, as in the read side's own process.
+    # The consumer's inbox is the SQL `views` database, as in the read side's own process.
     store = ServiceStore(platform.database(VIEWS_DATABASE))
     store.create()
     retired = views.generation(projection)

@@ -26,7 +26,9 @@ GENERATION_CHECK_S = 1.0
 
 
 def build(platform: Platform) -> Service:
-    # The inbox shares the views' database, so effects and inbox rows commit together.
+    # The inbox is the SQL `views` database: with SQL views, effects and inbox rows commit
+    # together; with Cassandra views the effects are idempotent compare-and-set writes
+    # (docs/readside.md).
     store = ServiceStore(platform.database(VIEWS_DATABASE))
     views = open_view_store(platform)
     app = service_app(NAME, platform.settings)

@@ -37,6 +37,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaExcep
 from confluent_kafka import Producer as _Producer
 from confluent_kafka import TopicPartition as KafkaPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from eventmart.platform.bus import (
     Bus,
@@ -72,6 +73,14 @@ _TRANSIENT = frozenset(
     }
 )
 
+_COORDINATOR_BUSY = frozenset(
+    {
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+    }
+)
+
 # Commit errors meaning "this member's claim on the partitions is gone": the offsets are
 # not written, which is what the port promises for partitions the member no longer owns.
 _FENCED = frozenset(
@@ -92,6 +101,10 @@ _READER_GROUP = "eventmart-reader"  # group-less reads need a group.id; it never
 
 class KafkaBusError(EventmartError):
     """Kafka refused an operation, or did not confirm it in time; the message says which."""
+
+
+class _CoordinatorBusyError(KafkaBusError):
+    """The group coordinator is loading or moving: a moment later the same request works."""
 
 
 def _error_of(exc: BaseException) -> KafkaError | None:
@@ -326,6 +339,18 @@ class KafkaBus(Bus):
         return sorted(g.group_id for g in result.valid)
 
     def lag(self, group: str | None = None) -> list[PartitionLag]:
+        # A fresh broker answers "coordinator loading" for a moment: ask again, briefly.
+        for attempt in Retrying(
+            retry=retry_if_exception_type(_CoordinatorBusyError),
+            stop=stop_after_attempt(6),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            reraise=True,
+        ):
+            with attempt:
+                return self._lag_once(group)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _lag_once(self, group: str | None) -> list[PartitionLag]:
         names = [group] if group is not None else self.groups()
         if not names:
             return []
@@ -345,6 +370,8 @@ class KafkaBus(Bus):
                 error = _error_of(e)
                 if error is not None and error.code() == KafkaError.GROUP_ID_NOT_FOUND:
                     continue
+                if error is not None and error.code() in _COORDINATOR_BUSY:
+                    raise _CoordinatorBusyError(f"committed offsets of group {g!r}: {e}") from e
                 raise KafkaBusError(f"committed offsets of group {g!r}: {e}") from e
             for tp in result.topic_partitions or ():
                 if tp.offset >= 0:
@@ -359,6 +386,8 @@ class KafkaBus(Bus):
                 error = _error_of(e)
                 if error is not None and error.code() == KafkaError.GROUP_ID_NOT_FOUND:
                     continue
+                if error is not None and error.code() in _COORDINATOR_BUSY:
+                    raise _CoordinatorBusyError(f"members of group {g!r}: {e}") from e
                 raise KafkaBusError(f"members of group {g!r}: {e}") from e
             for member in description.members or ():
                 assignment = member.assignment.topic_partitions if member.assignment else []
