@@ -104,6 +104,8 @@ class ServiceRuntime:
         self.started = False
         self._ready = threading.Event()
         self.member_suffix = uuid.uuid4().hex[:6]
+        self._timers_version: int | None = None
+        self._next_due: int | None = None
         self.tracer_provider = setup_tracing(
             f"eventmart-{service.name}", platform.spans, platform.settings.trace_sample_ratio
         )
@@ -179,8 +181,16 @@ class ServiceRuntime:
     def _fire_timers(self) -> None:
         store = self.service.store
         assert store is not None
+        version = store.db.data_version()
+        if (
+            version is not None
+            and version == self._timers_version
+            and (self._next_due is None or self._next_due > now_ms())
+        ):
+            return  # nothing committed since the last look, and nothing due yet
+        self._timers_version = version
         with store.db.read() as conn:
-            due = store.timers.next_due_ms(conn)
+            self._next_due = due = store.timers.next_due_ms(conn)
         if due is None or due > now_ms():
             return  # nothing due: no write transaction
         with store.db.transaction() as conn:

@@ -176,10 +176,15 @@ class OutboxRelay:
         self.listen_fallback_s = listen_fallback_s
         self.owner = uuid.uuid4().hex
         self.published = 0
+        self._lease_until_ms = 0
+        self._data_version = -1
 
     def _hold_lease(self) -> bool:
-        leases = self.outbox.leases
         now = now_ms()
+        if self._lease_until_ms - now > self.lease_ms * 2 // 3:
+            return True  # renewed moments ago: no write transaction needed yet
+        leases = self.outbox.leases
+        self._lease_until_ms = 0
         with self.db.transaction() as conn:
             taken = conn.execute(
                 update(leases)
@@ -191,17 +196,27 @@ class OutboxRelay:
                 )
                 .values(owner=self.owner, expires_ms=now + self.lease_ms)
             ).rowcount
-            if taken:
-                return True
-            exists = conn.execute(select(leases.c.owner).where(leases.c.name == "relay")).first()
-            if exists is None:
+            if not taken:
+                exists = conn.execute(
+                    select(leases.c.owner).where(leases.c.name == "relay")
+                ).first()
+                if exists is not None:
+                    return False
                 conn.execute(
                     leases.insert().values(
                         name="relay", owner=self.owner, expires_ms=now + self.lease_ms
                     )
                 )
-                return True
-            return False
+        self._lease_until_ms = now + self.lease_ms
+        return True
+
+    def _changed(self) -> bool:
+        """Whether another connection committed to the database since the last look
+        (cheap on SQLite; always "maybe" elsewhere)."""
+        version = self.db.data_version()
+        changed = version is None or version != self._data_version
+        self._data_version = -1 if version is None else version
+        return changed
 
     def relay_once(self) -> int:
         """Publish one batch; the number of messages published (0: nothing to do, or on
@@ -299,17 +314,21 @@ class OutboxRelay:
                     if not self._hold_lease():
                         stop.wait(self.lease_ms / 4000)
                         continue
+                    # Rows come from this process (the wake event) or from another one
+                    # (a commit data_version shows); when neither, there is nothing to do.
+                    woken = self.outbox.wake.is_set()
                     self.outbox.wake.clear()
-                    publishing.set()
-                    try:
-                        while (
-                            not stop.is_set()
-                            and self.relay_once() == self.batch_size
-                            and self._hold_lease()  # still ours: go on
-                        ):
-                            pass
-                    finally:
-                        publishing.clear()
+                    if woken or self._changed():
+                        publishing.set()
+                        try:
+                            while (
+                                not stop.is_set()
+                                and self.relay_once() == self.batch_size
+                                and self._hold_lease()  # still ours: go on
+                            ):
+                                pass
+                        finally:
+                            publishing.clear()
                 except Exception:
                     log.exception("outbox relay failed; retrying")
                     stop.wait(1.0)
