@@ -11,7 +11,7 @@ import pytest
 from eventmart.platform.settings import Settings
 
 # The session-scoped `engines` fixture: real Kafka, PostgreSQL, Cassandra and Temporal.
-pytest_plugins = ["tests.engines"]
+pytest_plugins = ["tests.engines", "tests.chromium"]
 
 
 @pytest.fixture

@@ -189,7 +189,11 @@ class Supervisor:
         def on_signal(_signo: int, _frame: object) -> None:
             raise KeyboardInterrupt
 
+        # SIGINT explicitly too: started in the background by a non-interactive shell
+        # (`eventmart up &` in a script), a process inherits SIGINT *ignored*, and Python
+        # then installs no KeyboardInterrupt handler of its own.
         signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
         try:
             while True:
                 self.watch_once()

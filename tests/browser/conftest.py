@@ -1,8 +1,7 @@
 """Browser tests: Playwright for Python driving Debian's Chromium against `eventmart up`.
 
 The shop comes from the system tests' one fixture (`eventmart`, re-exported here, so this
-directory gets a shop of its own). Playwright never downloads a browser: it launches the
-system's /usr/bin/chromium.
+directory gets a shop of its own). Playwright and the browser come from tests/chromium.py.
 """
 
 from __future__ import annotations
@@ -17,41 +16,12 @@ from playwright.sync_api import (
     BrowserContext,
     Locator,
     Page,
-    Playwright,
-    sync_playwright,
 )
 
 from tests.system.conftest import eventmart  # noqa: F401 - the one shop fixture
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 FAILED = pytest.StashKey[bool]()
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    assert CHROMIUM.exists(), (
-        f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)"
-    )
-    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
 
 
 @pytest.fixture

@@ -10,183 +10,31 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 
-from eventmart.edge.app import create_bff
-from eventmart.edge.storefront import CARD_TOKENS, storefront_router
+from eventmart.edge.storefront import CARD_TOKENS
 from eventmart.platform.auth import Principal, issue_token
 from eventmart.platform.bus import OutgoingRecord, TopicPartition
-from eventmart.platform.http import Downstream
-from eventmart.platform.infra import Platform
-from eventmart.platform.settings import Settings
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-CUSTOMER = Principal(user_id="user-1", email="ada@example.com", role="customer")
-ADMIN = Principal(user_id="admin-1", email="ops@example.com", role="admin")
-P1 = "0a1b2c3d-0000-4000-8000-000000000001"
-P2 = "0a1b2c3d-0000-4000-8000-000000000002"
-P3 = "0a1b2c3d-0000-4000-8000-000000000003"
-ORDER = "01970000-0000-7000-8000-0000000000aa"
-
-
-def product(pid: str, name: str, available: int | None, **extra: Any) -> dict[str, Any]:
-    return {
-        "product_id": pid,
-        "sku": f"SKU-{pid[-3:]}",
-        "name": name,
-        "description": f"{name}: a fine thing.",
-        "category": "kitchen",
-        "price_cents": 1299,
-        "currency": "USD",
-        "image": "",
-        "available": available,
-        **extra,
-    }
-
-
-CATALOG = [
-    product(P1, "Cast-iron Skillet", 40),
-    product(P2, "Ceramic Teapot", 3),
-    product(P3, "Bamboo Cutting Board", 0),
-]
-
-
-def order_view(status: str = "STOCK_RESERVED", **extra: Any) -> dict[str, Any]:
-    timeline = [
-        {"type": "BasketCheckedOut", "status": "PENDING", "at": "2026-01-02T10:00:00+00:00"},
-        {"type": "OrderPlaced", "status": "PENDING", "at": "2026-01-02T10:00:01+00:00"},
-        {"type": "OrderStockReserved", "status": "STOCK_RESERVED", "at": 1767348002000},
-    ]
-    return {
-        "id": ORDER,
-        "customer_id": CUSTOMER.user_id,
-        "status": status,
-        "items": [
-            {
-                "product_id": P1,
-                "sku": "KIT-001",
-                "name": "Cast-iron Skillet",
-                "quantity": 2,
-                "unit_price_cents": 1299,
-            }
-        ],
-        "total_cents": 2598,
-        "currency": "USD",
-        "cancellation_reason": None,
-        "timeline": timeline,
-        **extra,
-    }
-
-
-def json_response(status: int, body: Any) -> httpx.Response:
-    return httpx.Response(
-        status, content=orjson.dumps(body), headers={"content-type": "application/json"}
-    )
-
-
-@dataclass
-class FakeServices:
-    """Downstream services by name: a route table of (method, path regex) -> handler.
-    A service with no routes refuses connections, like a process that is not running."""
-
-    routes: dict[str, list[tuple[str, re.Pattern[str], Handler]]] = field(default_factory=dict)
-    seen: list[tuple[str, httpx.Request]] = field(default_factory=list)
-
-    def on(self, service: str, method: str, path: str, handler: Handler | Any) -> None:
-        respond: Handler = (
-            handler if callable(handler) else (lambda _r, b=handler: json_response(200, b))
-        )
-        self.routes.setdefault(service, []).insert(0, (method, re.compile(f"^{path}$"), respond))
-
-    def transport(self, service: str) -> httpx.MockTransport:
-        def handle(request: httpx.Request) -> httpx.Response:
-            self.seen.append((service, request))
-            routes = self.routes.get(service)
-            if not routes:
-                raise httpx.ConnectError(f"{service} is not running", request=request)
-            for method, pattern, respond in routes:
-                if method == request.method and pattern.match(request.url.path):
-                    return respond(request)
-            return json_response(404, {"detail": f"{request.url.path} not found"})
-
-        return httpx.MockTransport(handle)
-
-    def requests(self, service: str, path: str | None = None) -> list[httpx.Request]:
-        return [r for s, r in self.seen if s == service and (path is None or r.url.path == path)]
-
-
-@dataclass
-class Shop:
-    client: TestClient
-    fakes: FakeServices
-    settings: Settings
-    platform: Platform
-
-    def login_as(self, who: Principal) -> None:
-        # As the login page's Set-Cookie would (host-only cookie of the shop's host).
-        self.client.cookies.set(
-            "eventmart_token", issue_token(self.settings, who), "shop.test", "/"
-        )
-
-    def get(self, url: str, **kw: Any) -> httpx.Response:
-        return self.client.get(url, follow_redirects=False, **kw)
-
-
-@pytest.fixture
-def shop(tmp_path: Path) -> Iterator[Shop]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        environment="test",
-        rate_limit="100000/second",
-        downstream_timeout_s=0.5,
-    )
-    platform = Platform(settings)
-    app = create_bff("web", platform)
-    gateway = app.state.gateway
-    storefront_router(app, gateway)  # already wired by create_bff: a second call is harmless
-    fakes = FakeServices()
-    for name, downstream in list(gateway.downstream.items()):
-        # Each service faked at the HTTP level; a down fake fails at once (no retries).
-        gateway.downstream[name] = Downstream(
-            name,
-            str(downstream.client.base_url),
-            retries=0,
-            timeout_s=0.5,
-            transport=fakes.transport(name),
-        )
-    fakes.on(
-        "catalog",
-        "GET",
-        "/categories",
-        [{"category": "kitchen", "products": 3}, {"category": "books", "products": 7}],
-    )
-    with TestClient(app, base_url="http://shop.test") as client:
-        yield Shop(client, fakes, settings, platform)
-    platform.close()
-
-
-def tagged(html: str, testid: str) -> list[str]:
-    """The opening tags carrying this data-testid."""
-    return re.findall(rf'<[^>]*data-testid="{re.escape(testid)}"[^>]*>', html)
-
-
-def text_of(html: str, testid: str) -> list[str]:
-    """The text inside elements with this data-testid (tags stripped, whitespace folded)."""
-    out = []
-    for m in re.finditer(
-        rf'<(\w+)[^>]*data-testid="{re.escape(testid)}"[^>]*>(.*?)</\1>', html, re.S
-    ):
-        out.append(" ".join(re.sub(r"<[^>]+>", " ", m.group(2)).split()))
-    return out
+from tests.edge.support import (
+    ADMIN,
+    CATALOG,
+    CUSTOMER,
+    ORDER,
+    P1,
+    P2,
+    P3,
+    Handler,
+    Shop,
+    json_response,
+    order_view,
+    product,
+    tagged,
+    text_of,
+)
 
 
 # -- browsing ------------------------------------------------------------------------------
@@ -817,8 +665,12 @@ def test_ops_console_shows_services_lag_and_dead_letters(shop: Shop) -> None:
     assert states["readside"] == "ready"
     assert states["ordering"].startswith("down: connection failed")
     assert tagged(html, "ops-lag-chart") and text_of(html, "lag-total") == ["2"]
+    # One row per group; its partitions in a collapsed <details>.
     (lag_row,) = [t for t in tagged(html, "lag-row") if 'data-group="shipping"' in t]
-    assert 'data-topic="ordering.events"' in lag_row and 'data-partition="0"' in lag_row
+    assert 'data-lag="2"' in lag_row and 'data-partitions="1"' in lag_row
+    (partition,) = [t for t in tagged(html, "lag-partition") if 'data-group="shipping"' in t]
+    assert 'data-topic="ordering.events"' in partition and 'data-partition="0"' in partition
+    assert '<details class="partitions" data-group="shipping">' in html
     (letter,) = tagged(html, "dlq-row")
     assert 'data-letter-id="readside-orders-' in letter and 'data-redriven="no"' in letter
     assert text_of(html, "dlq-reason") == ["no such &lt;column&gt; in views (OperationalError)"]
@@ -847,14 +699,14 @@ def test_ops_order_lookup_shows_events_saga_and_a_trace_waterfall(shop: Shop) ->
         "events": [
             {
                 "version": 1,
-                "type": "OrderPlaced",
+                "type": "eventmart.ordering.OrderPlaced",
                 "position": 10,
                 "recorded_at_ms": 1767348001000,
                 "data": {"order_id": ORDER},
             },
             {
                 "version": 2,
-                "type": "OrderStockReserved",
+                "type": "eventmart.ordering.OrderStockReserved",
                 "position": 12,
                 "recorded_at_ms": 1767348002000,
                 "data": {"note": "<script>x</script>"},
@@ -908,11 +760,16 @@ def test_ops_order_lookup_shows_events_saga_and_a_trace_waterfall(shop: Shop) ->
     html = page.text
     assert f'value="{ORDER}"' in tagged(html, "order-lookup-input")[0]
     events = tagged(html, "order-event")
-    assert [re.search(r'data-type="(\w+)"', e).group(1) for e in events] == [
-        "OrderPlaced",
-        "OrderStockReserved",
+    assert [re.search(r'data-type="([\w.]+)"', e).group(1) for e in events] == [
+        "eventmart.ordering.OrderPlaced",
+        "eventmart.ordering.OrderStockReserved",
     ]  # type: ignore[union-attr]
     assert "<script>x</script>" not in html
+    # Friendly names on screen; the full type stays in data-type and the title.
+    assert re.findall(r'<strong title="([\w.]+)">(\w+)</strong>', html) == [
+        ("eventmart.ordering.OrderPlaced", "OrderPlaced"),
+        ("eventmart.ordering.OrderStockReserved", "OrderStockReserved"),
+    ]
     assert text_of(html, "saga-status") == ["RUNNING"]
     assert len(tagged(html, "saga-step")) == 2
     assert f'data-trace-id="{trace_id}"' in tagged(html, "trace-link")[0]

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from typing import Any, Literal
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from eventmart.contracts.identity import UserRegistered
 from eventmart.platform.auth import verify_token
 from eventmart.platform.infra import Platform
 from eventmart.platform.settings import Settings
+from eventmart.services.identity import service as identity_service
+from eventmart.services.identity.adapters import Passwords, cpu_count
 from eventmart.services.identity.domain import EmailTakenError, IdentityError
 from eventmart.services.identity.service import create_user_offline
 from tests.service.harness import ServiceHarness, running
@@ -154,3 +160,96 @@ def test_create_user_offline_refuses_to_promote_an_existing_customer(settings: S
     with running("identity", settings) as h:
         tok = h.client.post("/token", json={"email": "fay@example.com", "password": PASSWORD})
         assert tok.json()["role"] == "customer"
+
+
+# -- overload: password hashing is bounded -------------------------------------------------
+def _passwords(h: ServiceHarness) -> Passwords:
+    passwords = h.service.app.state.passwords  # type: ignore[union-attr]
+    assert isinstance(passwords, Passwords)
+    return passwords
+
+
+def test_hashing_is_bounded_by_the_cpu_count() -> None:
+    assert Passwords().max_concurrent == cpu_count() >= 1
+    assert Passwords(max_concurrent=3).max_concurrent == 3
+
+
+def test_saturated_password_hashing_answers_503_with_retry_after(settings: Settings) -> None:
+    with running("identity", settings) as h:
+        assert _register(h, "gus@example.com").status_code == 201
+        passwords = _passwords(h)
+        passwords.max_wait_s = 0.2
+        with ExitStack() as held:
+            for _ in range(passwords.max_concurrent):
+                held.enter_context(passwords.slot())
+            started = time.monotonic()
+            answers = [
+                h.client.post("/token", json={"email": "gus@example.com", "password": PASSWORD}),
+                h.client.post("/token", json={"email": "nobody@example.com", "password": "x"}),
+                _register(h, "hal@example.com"),
+            ]
+            # Each waited its short while for a slot, then was refused.
+            assert 0.6 <= time.monotonic() - started < 3
+            for answer in answers:
+                assert answer.status_code == 503, answer.text
+                assert answer.headers["retry-after"] == "1"
+                assert answer.json() == {
+                    "detail": "identity is busy checking passwords; retry shortly"
+                }
+        # Free again: the login works, and the refused registration left nothing behind.
+        tok = h.client.post("/token", json={"email": "gus@example.com", "password": PASSWORD})
+        assert tok.status_code == 200
+        assert _register(h, "hal@example.com").status_code == 201
+
+
+class SlowHasher(PasswordHasher):
+    """Verification takes a while, as argon2 does on a busy machine."""
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        time.sleep(0.5)
+        return super().verify(hash, password)
+
+
+def test_concurrent_logins_beyond_the_bound_wait_briefly_then_are_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        identity_service,
+        "Passwords",
+        lambda: Passwords(SlowHasher(), max_concurrent=2, max_wait_s=0.2),
+    )
+    with running("identity", settings) as h:
+        assert _register(h, "ivy@example.com").status_code == 201
+
+        def login(_: int) -> tuple[int, str | None, float]:
+            started = time.monotonic()
+            r = h.client.post("/token", json={"email": "ivy@example.com", "password": PASSWORD})
+            return r.status_code, r.headers.get("retry-after"), time.monotonic() - started
+
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(login, range(6)))
+        codes = sorted(code for code, _, _ in results)
+        assert set(codes) <= {200, 503} and codes.count(503) >= 3, results
+        assert 1 <= codes.count(200) <= 3, results  # (2 slots; a third if one frees in time)
+        for code, retry, took in results:
+            if code == 503:
+                assert retry == "1" and 0.2 <= took < 0.45, results
+
+
+def test_a_burst_of_logins_within_the_wait_is_served(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        identity_service,
+        "Passwords",
+        lambda: Passwords(SlowHasher(), max_concurrent=2, max_wait_s=5),
+    )
+    with running("identity", settings) as h:
+        assert _register(h, "jo@example.com").status_code == 201
+
+        def login(_: int) -> int:
+            r = h.client.post("/token", json={"email": "jo@example.com", "password": PASSWORD})
+            return r.status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(login, range(6))) == [200] * 6

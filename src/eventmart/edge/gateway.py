@@ -1,27 +1,34 @@
 """What both gateways share: downstream clients, rate limits, load shedding, size limits
-and the mapping of downstream failures to 503 + Retry-After."""
+and the mapping of downstream failures to 503 + Retry-After (or 502 when a downstream
+answers something that cannot be passed on)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import ResponseValidationError
 from fastapi.responses import JSONResponse
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from opentelemetry.sdk.trace import TracerProvider
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventmart.platform import metrics
 from eventmart.platform.auth import InvalidTokenError, bearer_token, verify_token
 from eventmart.platform.http import Downstream, DownstreamUnavailableError
 from eventmart.platform.infra import Platform
 from eventmart.services import SERVICE_INDEX
+
+log = logging.getLogger(__name__)
 
 UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics", "/static/")
 
@@ -108,11 +115,73 @@ class Gateway:
 
         @app.exception_handler(DownstreamUnavailableError)
         async def unavailable(_request: Request, exc: DownstreamUnavailableError) -> Response:
+            retry_after = str(math.ceil(exc.retry_after_s))
+            detail = str(exc)
+            # A downstream that sheds load itself (503 + Retry-After, e.g. identity when its
+            # password hashing is saturated): pass its answer on, its Retry-After included.
+            answer = getattr(exc.__cause__, "response", None)
+            if isinstance(answer, httpx.Response) and answer.status_code == 503:
+                retry_after = _retry_after(answer) or retry_after
+                detail = _detail(answer) or detail
             return JSONResponse(
-                {"detail": str(exc), "service": exc.service},
+                {"detail": detail, "service": exc.service},
                 status_code=503,
-                headers={"Retry-After": str(math.ceil(exc.retry_after_s))},
+                headers={"Retry-After": retry_after},
             )
+
+        @app.exception_handler(ResponseValidationError)
+        async def unexpected_shape(request: Request, exc: ResponseValidationError) -> Response:
+            # What a downstream answered does not fit the route's documented answer.
+            log.error(
+                "%s %s: answer does not fit its schema: %s",
+                request.method,
+                request.url.path,
+                exc.errors()[:5],
+            )
+            return JSONResponse(
+                {"detail": "a downstream service answered in an unexpected shape"},
+                status_code=502,
+            )
+
+        # Outside the edge policies (so their own failures are caught too), inside the
+        # correlation and tracing middleware installed after this.
+        app.add_middleware(AnswerUnexpectedErrors)
+
+
+class AnswerUnexpectedErrors:
+    """Answer an unexpected exception with a 500 instead of letting it escape.
+
+    Starlette's error middleware answers 500 and then re-raises the exception so that the
+    server logs it, and uvicorn, seeing an exception after the response started, closes
+    the connection: a client reusing that kept-alive connection gets a reset on its next
+    request. Logging it here and answering normally keeps the connection usable.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise  # half an answer is out: closing the connection is all that is left
+            response = JSONResponse(
+                {"detail": "internal error in the gateway; it is logged"}, status_code=500
+            )
+            await response(scope, receive, send)
 
 
 def _client_key(request: Request) -> str:
@@ -125,12 +194,46 @@ def _client_key(request: Request) -> str:
     return "ip:" + (request.client.host if request.client else "unknown")
 
 
-def passthrough(response: Any) -> Any:
-    """Return a downstream's JSON, or raise its 4xx as ours (same status, same detail)."""
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise HTTPException(response.status_code, detail)
-    return response.json()
+def passthrough(response: httpx.Response) -> Any:
+    """Return a downstream's JSON, or raise its 4xx as ours (same status, same detail).
+
+    What cannot be passed on becomes a 502 naming it: a redirect (the gateway does not
+    follow a downstream elsewhere) or a success whose body is not JSON.
+    """
+    code = response.status_code
+    where = f"{response.request.method} {response.request.url.path}"
+    if 300 <= code < 400:
+        target = response.headers.get("location", "")
+        raise HTTPException(
+            502, f"a downstream answered {where} with a redirect ({code} {target})".strip()
+        )
+    if code >= 400:
+        retry = _retry_after(response)
+        raise HTTPException(
+            code,
+            _detail(response) or f"a downstream refused {where} ({code})",
+            headers={"Retry-After": retry} if retry else None,
+        )
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("content-type", "no content type")
+        raise HTTPException(
+            502, f"a downstream answered {where} with a body that is not JSON ({kind})"
+        ) from None
+
+
+def _detail(response: httpx.Response) -> Any:
+    """A downstream's `detail` (a sentence or a list of invalid fields), else its text."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(data, dict) and isinstance(data.get("detail"), str | list):
+        return data["detail"]
+    return response.text[:500]
+
+
+def _retry_after(response: httpx.Response) -> str | None:
+    value = response.headers.get("retry-after", "").strip()
+    return value if value.isdigit() else None

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from eventmart.edge.gateway import Gateway, passthrough
+from eventmart.edge.schema import COMMON_ERRORS, ResourceId, errors, segment
 from eventmart.platform.auth import AdminUser
 from eventmart.platform.dlq import DeadLetterNotFoundError, DeadLetters
 from eventmart.platform.http import DownstreamUnavailableError
 
 T = TypeVar("T")
+GroupName = Annotated[str | None, Query(max_length=200, description="one consumer group")]
 
 
 async def _blocking(fn: Callable[..., T], *args: Any) -> T:
@@ -22,7 +24,9 @@ async def _blocking(fn: Callable[..., T], *args: Any) -> T:
 
 
 def ops_router(gw: Gateway) -> APIRouter:
-    api = APIRouter(prefix="/api/ops", tags=["ops"])
+    api = APIRouter(
+        prefix="/api/ops", tags=["ops"], responses={**COMMON_ERRORS, **errors(401, 403)}
+    )
     platform = gw.platform
 
     @api.get("/services")
@@ -43,8 +47,8 @@ def ops_router(gw: Gateway) -> APIRouter:
 
         return list(await asyncio.gather(*(probe(n) for n in gw.downstream)))
 
-    @api.get("/lag")
-    async def lag(_admin: AdminUser, group: str | None = None) -> dict[str, Any]:
+    @api.get("/lag", responses=errors(422))
+    async def lag(_admin: AdminUser, group: GroupName = None) -> dict[str, Any]:
         rows = await _blocking(platform.bus.lag, group)
         groups: dict[str, dict[str, Any]] = {}
         for r in rows:
@@ -62,21 +66,21 @@ def ops_router(gw: Gateway) -> APIRouter:
             )
         return {"groups": list(groups.values()), "total_lag": sum(r.lag for r in rows)}
 
-    @api.get("/dlq")
-    async def dlq(_admin: AdminUser, group: str | None = None) -> list[dict[str, Any]]:
+    @api.get("/dlq", responses=errors(422))
+    async def dlq(_admin: AdminUser, group: GroupName = None) -> list[dict[str, Any]]:
         letters = await _blocking(DeadLetters(platform.bus).list, group)
         return [d.as_dict() for d in letters]
 
-    @api.post("/dlq/{letter_id}/redrive")
-    async def redrive(letter_id: str, _admin: AdminUser) -> dict[str, Any]:
+    @api.post("/dlq/{letter_id}/redrive", responses=errors(404, 422))
+    async def redrive(letter_id: ResourceId, _admin: AdminUser) -> dict[str, Any]:
         try:
             letter = await _blocking(DeadLetters(platform.bus).redrive, letter_id)
         except DeadLetterNotFoundError as e:
             raise HTTPException(404, str(e)) from e
         return {"redriven": letter.id, "group": letter.group}
 
-    @api.get("/traces/{trace_id}")
-    async def trace(trace_id: str, _admin: AdminUser) -> dict[str, Any]:
+    @api.get("/traces/{trace_id}", responses=errors(404, 422))
+    async def trace(trace_id: ResourceId, _admin: AdminUser) -> dict[str, Any]:
         spans = await _blocking(platform.spans.trace, trace_id)
         if not spans:
             raise HTTPException(404, f"no spans recorded for trace {trace_id}")
@@ -86,13 +90,13 @@ def ops_router(gw: Gateway) -> APIRouter:
             "services": sorted({s["service"] for s in spans}),
         }
 
-    @api.get("/orders/{order_id}/traces")
-    async def order_traces(order_id: str, _admin: AdminUser) -> dict[str, Any]:
+    @api.get("/orders/{order_id}/traces", responses=errors(422))
+    async def order_traces(order_id: ResourceId, _admin: AdminUser) -> dict[str, Any]:
         ids = await _blocking(platform.spans.traces_for_key, order_id)
         return {"order_id": order_id, "trace_ids": ids}
 
-    @api.get("/streams/{stream_id}")
-    async def stream(stream_id: str, request: Request, _admin: AdminUser) -> Any:
+    @api.get("/streams/{stream_id}", responses=errors(404, 422))
+    async def stream(stream_id: ResourceId, request: Request, _admin: AdminUser) -> Any:
         """An aggregate's event history: `order-<id>` (with saga steps) or `stock-<id>`."""
         auth = {"Authorization": request.headers.get("Authorization", "")}
         if request.cookies.get("eventmart_token") and not auth["Authorization"]:
@@ -101,13 +105,13 @@ def ops_router(gw: Gateway) -> APIRouter:
         if kind == "order" and ident:
             return passthrough(
                 await gw.service("ordering").request(
-                    "GET", f"/orders/{ident}/history", headers=auth
+                    "GET", f"/orders/{segment(ident)}/history", headers=auth
                 )
             )
         if kind == "stock" and ident:
             return passthrough(
                 await gw.service("inventory").request(
-                    "GET", f"/stock/{ident}/history", headers=auth
+                    "GET", f"/stock/{segment(ident)}/history", headers=auth
                 )
             )
         raise HTTPException(

@@ -66,15 +66,23 @@ every page
     timeline-entry [data-type, data-status], cancel-order (button, only while
     cancellable), cancel-message, live-indicator [data-state: connecting | live |
     ended | error]
+    order-placing: shown (and `article.order[data-placing="yes"]`, order-status with
+    data-status="") while an order placed moments ago is not visible yet; the first
+    stream event fills the page in and hides it. If the order never comes (the stream
+    waits ~10 s), page-error on this page says "order ... not found". An id that cannot
+    be an order on its way is a 404 page at once.
 /ops (admin; anonymous -> 303 /login?next=/ops; customer -> 403 page)
     ops-services, service-row [data-service], service-state, service-breaker,
     ops-lag-chart (svg) [data-samples: samples drawn so far; data-total: total lag],
     lag-legend, lag-updated, lag-total, lag-table,
-    lag-row [data-group, data-topic, data-partition],
+    lag-row [data-group, data-lag, data-partitions] (one per consumer group),
+    lag-partition [data-group, data-topic, data-partition] (in the group row's
+    collapsed <details>),
     dlq-table, dlq-row [data-letter-id, data-redriven: yes | no], dlq-reason,
     dlq-redrive (button; disabled once redriven), dlq-message, dlq-empty,
     order-lookup (form), order-lookup-input, order-lookup-button, lookup-error,
-    order-events, order-event [data-type, data-version], saga-status, saga-step [data-step],
+    order-events, order-event [data-type: the full type, eventmart.ordering.OrderPlaced;
+    the text shows OrderPlaced, data-version], saga-status, saga-step [data-step],
     trace-list, trace-link [data-trace-id], trace-waterfall [data-trace-id],
     trace-span [data-service, data-name] (one row per span, grouped by service)
 """
@@ -84,7 +92,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -102,7 +109,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from eventmart.edge.api import may_be_in_flight
 from eventmart.edge.gateway import Gateway
+from eventmart.edge.schema import ID_PATTERN as SCHEMA_ID_PATTERN
 from eventmart.platform.auth import InvalidTokenError, Principal, bearer_token, verify_token
 from eventmart.platform.runtime import CORRELATION_HEADER
 
@@ -114,7 +123,7 @@ COOKIE = "eventmart_token"
 LOW_STOCK = 5  # "only N left" at or below this many
 FEATURED = 8
 MAX_QUERY = 100
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ID_PATTERN = SCHEMA_ID_PATTERN  # what the API accepts as an id (ResourceId)
 
 # Presentation only: the API answers 409 to a cancel it refuses, whatever this says.
 CANCELLABLE = frozenset({"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED"})
@@ -324,6 +333,12 @@ def order_placed(order: Mapping[str, Any]) -> Any:
     return timeline[0].get("at") if timeline else None
 
 
+def short_type(value: Any) -> str:
+    """`eventmart.ordering.OrderPlaced` -> `OrderPlaced` (a message type without its
+    namespace)."""
+    return str(value or "").rsplit(".", 1)[-1]
+
+
 def cancellable(order: Mapping[str, Any]) -> bool:
     flag = order.get("cancellable")
     return bool(flag) if isinstance(flag, bool) else order.get("status") in CANCELLABLE
@@ -405,6 +420,7 @@ def _environment() -> jinja2.Environment:
     env.filters["order_total"] = order_total
     env.filters["order_placed"] = order_placed
     env.filters["cancellable"] = cancellable
+    env.filters["short_type"] = short_type
     return env
 
 
@@ -755,6 +771,16 @@ def _pages_router(shop: Storefront) -> APIRouter:
             return shop.error(request, 404, f"order {order_id} not found")
         async with shop.api(request) as api:
             answer = await api.get(f"/api/orders/{order_id}")
+        if answer.status == 404 and may_be_in_flight(order_id):
+            # Placed moments ago and not visible yet: show it being placed; the page's
+            # event stream waits for the order and fills the page in when it comes.
+            return shop.render(
+                request,
+                "order.html",
+                order={"id": order_id, "status": "", "items": [], "timeline": []},
+                terminal=False,
+                placing=True,
+            )
         if not answer.ok:
             return shop.failed(request, answer)
         return shop.render(
@@ -762,6 +788,7 @@ def _pages_router(shop: Storefront) -> APIRouter:
             "order.html",
             order=answer.data,
             terminal=answer.data.get("status") in TERMINAL,
+            placing=False,
         )
 
     # -- the ops console ------------------------------------------------------------

@@ -8,6 +8,7 @@ every service (the chassis' "service defaults", called in one line).
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 import time
@@ -40,6 +41,14 @@ from eventmart.platform.tracing import setup_tracing
 log = logging.getLogger(__name__)
 
 CORRELATION_HEADER = "X-Correlation-ID"
+# What a caller's correlation or request id may look like to be adopted (a UUID, a hex
+# string, a trace-style id); anything else is replaced by a fresh id, because it would be
+# copied into every downstream request and message header.
+_CALLER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def _incoming_id(value: str | None) -> str | None:
+    return value if value and _CALLER_ID.fullmatch(value) else None
 
 
 @dataclass
@@ -274,10 +283,10 @@ def install_service_defaults(
     async def correlation(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        corr = request.headers.get(CORRELATION_HEADER) or uuid.uuid4().hex
+        corr = _incoming_id(request.headers.get(CORRELATION_HEADER)) or uuid.uuid4().hex
         request.state.correlation_id = corr
         started = time.perf_counter()
-        with caused_by(corr, request.headers.get("X-Request-ID") or corr):
+        with caused_by(corr, _incoming_id(request.headers.get("X-Request-ID")) or corr):
             response = await call_next(request)
         response.headers[CORRELATION_HEADER] = corr
         route = request.scope.get("route")

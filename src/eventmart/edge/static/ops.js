@@ -1,5 +1,7 @@
 /* The ops console: lag per group as a live inline-SVG chart (polling /api/ops/lag every
-   2 s), the lag table, service health (every 10 s) and the dead letters' Redrive buttons. */
+   2 s), the lag table (one row per group, its partitions in a <details>), service health
+   (every 10 s) and the dead letters' Redrive buttons. Each group gets its own colour,
+   however many groups there are: hues spread by the golden angle. */
 "use strict";
 
 (function () {
@@ -32,12 +34,18 @@
     const updated = em.byTestId("lag-updated");
     const lagBody = em.byTestId("lag-table").tBodies[0];
     const series = new Map(); // group -> [{t, lag}]
-    const colours = new Map(); // group -> colour index, stable for the page's life
+    const colours = new Map(); // group -> colour, stable for the page's life
     let samples = 0;
     let stopped = false;
 
     function colour(group) {
-      if (!colours.has(group)) colours.set(group, colours.size % 8);
+      if (!colours.has(group)) {
+        const i = colours.size;
+        const hue = Math.round((i * 137.508 + 220) % 360);
+        // Alternate the lightness too, so neighbouring hues still tell apart.
+        const light = [42, 32, 52][i % 3];
+        colours.set(group, "hsl(" + hue + ", 70%, " + light + "%)");
+      }
       return colours.get(group);
     }
 
@@ -83,14 +91,14 @@
       series.forEach(function (points, group) {
         const c = colour(group);
         const coords = points.map(function (p) { return x(p.t).toFixed(1) + "," + y(p.lag).toFixed(1); });
-        const line = svg("polyline", { class: "series-" + c, points: coords.join(" ") });
+        const line = svg("polyline", { class: "series", stroke: c, "data-group": group, points: coords.join(" ") });
         line.appendChild(svg("title", {}, group));
         chart.appendChild(line);
         const last = points[points.length - 1];
-        chart.appendChild(svg("circle", { class: "series-" + c, cx: x(last.t), cy: y(last.lag), r: 3 }));
+        chart.appendChild(svg("circle", { fill: c, cx: x(last.t), cy: y(last.lag), r: 3 }));
         const item = document.createElement("li");
         const swatch = svg("svg", { viewBox: "0 0 12 12", "aria-hidden": "true" });
-        swatch.appendChild(svg("rect", { class: "series-" + c, width: 12, height: 12, rx: 2 }));
+        swatch.appendChild(svg("rect", { fill: c, width: 12, height: 12, rx: 2 }));
         item.appendChild(swatch);
         item.appendChild(document.createTextNode(group + ": " + points[points.length - 1].lag));
         legend.appendChild(item);
@@ -98,19 +106,61 @@
       chart.dataset.samples = String(samples);
     }
 
+    function partitionTable(g) {
+      const inner = document.createElement("table");
+      inner.className = "table compact";
+      const head = inner.createTHead().insertRow();
+      ["Topic", "Partition", "Committed", "End", "Lag", "Owner"].forEach(function (name, i) {
+        const th = document.createElement("th");
+        th.scope = "col";
+        th.textContent = name;
+        if (i >= 1 && i <= 4) th.className = "num";
+        head.appendChild(th);
+      });
+      const body = inner.createTBody();
+      (g.partitions || []).forEach(function (p) {
+        const tr = document.createElement("tr");
+        tr.dataset.testid = "lag-partition";
+        tr.dataset.group = g.group;
+        tr.dataset.topic = p.topic;
+        tr.dataset.partition = String(p.partition);
+        tr.append(cell(p.topic, "mono"), cell(p.partition, "num"), cell(p.committed, "num"),
+          cell(p.end, "num"), cell(p.lag, "num"), cell(p.owner, "mono"));
+        body.appendChild(tr);
+      });
+      return inner;
+    }
+
     function table(data) {
+      // Keep the groups whose partitions the reader opened open across refreshes.
+      const open = new Set();
+      lagBody.querySelectorAll("details[open]").forEach(function (d) { open.add(d.dataset.group); });
       const rows = [];
       (data.groups || []).forEach(function (g) {
-        (g.partitions || []).forEach(function (p) {
-          const tr = document.createElement("tr");
-          tr.dataset.testid = "lag-row";
-          tr.dataset.group = g.group;
-          tr.dataset.topic = p.topic;
-          tr.dataset.partition = String(p.partition);
-          tr.append(cell(g.group), cell(p.topic), cell(p.partition, "num"), cell(p.committed, "num"),
-            cell(p.end, "num"), cell(p.lag, "num"), cell(p.owner, "mono"));
-          rows.push(tr);
-        });
+        const parts = g.partitions || [];
+        const owners = [];
+        parts.forEach(function (p) { if (p.owner && owners.indexOf(p.owner) < 0) owners.push(p.owner); });
+        const tr = document.createElement("tr");
+        tr.dataset.testid = "lag-row";
+        tr.dataset.group = g.group;
+        tr.dataset.lag = String(g.lag);
+        tr.dataset.partitions = String(parts.length);
+        const th = document.createElement("th");
+        th.scope = "row";
+        th.className = "mono";
+        th.textContent = g.group;
+        const details = document.createElement("details");
+        details.className = "partitions";
+        details.dataset.group = g.group;
+        details.open = open.has(g.group);
+        const summary = document.createElement("summary");
+        summary.textContent = parts.length + (parts.length === 1 ? " partition" : " partitions");
+        details.append(summary, partitionTable(g));
+        const detail = document.createElement("td");
+        detail.appendChild(details);
+        tr.append(th, cell(g.lag, "num"), cell(parts.length, "num"),
+          cell(owners.length ? owners.join(", ") : null, "mono owners"), detail);
+        rows.push(tr);
       });
       lagBody.replaceChildren.apply(lagBody, rows);
       totalEl.textContent = String(data.total_lag);

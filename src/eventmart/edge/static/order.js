@@ -1,5 +1,10 @@
 /* The order page: a live timeline from EventSource('/api/orders/{id}/stream'), where each
-   `order` event's data is the order's JSON, and the cancel button. */
+   `order` event's data is the order's JSON, and the cancel button.
+
+   Right after checkout the shop may not have the order yet: the page is then rendered
+   "placing" (data-placing="yes", no items yet). The stream waits for the order and the
+   first event fills the page in. If the stream is refused and the API says the order is
+   not found, it is not coming: the page says so. */
 "use strict";
 
 (function () {
@@ -20,6 +25,10 @@
     const cancel = em.byTestId("cancel-order");
     const cancelMessage = em.byTestId("cancel-message");
     const live = em.byTestId("live-indicator");
+    const placingNote = em.byTestId("order-placing");
+    const pageError = em.byTestId("page-error");
+    const itemsBody = em.byTestId("order-items").tBodies[0];
+    let placing = root.dataset.placing === "yes";
 
     function setLive(state, text) {
       live.dataset.state = state;
@@ -45,7 +54,39 @@
       return li;
     }
 
+    function itemRow(item, currency) {
+      const tr = document.createElement("tr");
+      tr.dataset.testid = "order-item";
+      tr.dataset.productId = item.product_id;
+      const name = document.createElement("td");
+      const link = document.createElement("a");
+      link.href = "/products/" + encodeURIComponent(item.product_id);
+      link.textContent = item.name;
+      name.appendChild(link);
+      const cell = function (text) {
+        const td = document.createElement("td");
+        td.className = "num";
+        td.textContent = text;
+        return td;
+      };
+      const unit = item.unit_price_cents;
+      tr.append(name, cell(String(item.quantity)), cell(em.money(unit, currency)),
+        cell(typeof unit === "number" ? em.money(unit * item.quantity, currency) : ""));
+      return tr;
+    }
+
     function apply(order) {
+      // The items never change after checkout; a placing page learns them here.
+      if (Array.isArray(order.items) && (placing || itemsBody.rows.length !== order.items.length)) {
+        const cur = order.currency || currency;
+        itemsBody.replaceChildren.apply(itemsBody, order.items.map(function (i) { return itemRow(i, cur); }));
+      }
+      if (placing) {
+        placing = false;
+        root.dataset.placing = "no";
+        placingNote.hidden = true;
+        document.title = document.title.replace(/^Placing order/, "Order");
+      }
       status.textContent = em.statusLabel(order.status);
       status.dataset.status = order.status;
       status.className = "status status-" + String(order.status).toLowerCase();
@@ -67,6 +108,28 @@
 
     let source = null;
     let failures = 0;
+
+    function notFound(text) {
+      setLive("ended", "No live updates: the order was not found.");
+      placingNote.hidden = true;
+      pageError.textContent = text;
+      pageError.hidden = false;
+    }
+
+    async function refused() {
+      // Why was the stream refused? For a page still placing the order, a 404 means the
+      // order is not coming (the stream waited for it); anything else is worth a retry.
+      if (placing) {
+        const answer = await em.api("GET", "/api/orders/" + encodeURIComponent(root.dataset.orderId));
+        if (answer.status === 401) { em.toLogin(); return; }
+        if (answer.status === 404) { notFound(em.detail(answer.data)); return; }
+        if (answer.ok) { apply(answer.data); connect(); return; }
+      }
+      failures += 1;
+      const wait = Math.min(30, 2 * failures);
+      setLive("error", "Live updates interrupted; retrying in " + wait + " s.");
+      setTimeout(connect, wait * 1000);
+    }
 
     function connect() {
       if (!window.EventSource) {
@@ -90,10 +153,7 @@
         if (live.dataset.state === "ended") return;
         if (source.readyState === EventSource.CLOSED) {
           // The stream was refused (e.g. the read side is down): try again, backing off.
-          failures += 1;
-          const wait = Math.min(30, 2 * failures);
-          setLive("error", "Live updates interrupted; retrying in " + wait + " s.");
-          setTimeout(connect, wait * 1000);
+          refused();
         } else {
           setLive("connecting", "Reconnecting to live updates\u2026");
         }

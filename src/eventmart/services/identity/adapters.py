@@ -3,7 +3,10 @@ hasher (argon2id)."""
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
@@ -82,20 +85,65 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class PasswordsBusyError(Exception):
+    """As many password hashes as CPUs are being computed already: come back later."""
+
+
 class Passwords:
     """Hashes and verifies passwords with argon2id (RFC 9106 parameters, argon2-cffi's
     defaults). Verification compares in constant time, and `verify_unknown` spends the same
-    time when there is no account, so response times do not tell which e-mails exist."""
+    time when there is no account, so response times do not tell which e-mails exist.
 
-    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+    At most `max_concurrent` hashes or verifications run at once (default: one per CPU).
+    Each costs ~0.1 s of CPU and 64 MiB: more at once only makes every one of them slower
+    and the memory grow. A request beyond the bound waits up to `max_wait_s` for a slot (a
+    short burst of logins is served, a little later); when none frees in that time,
+    `PasswordsBusyError` is raised (the API answers 503 + Retry-After) instead of letting
+    the queue, and the latency of everyone in it, grow without bound."""
+
+    def __init__(
+        self,
+        hasher: PasswordHasher | None = None,
+        max_concurrent: int | None = None,
+        max_wait_s: float = 2.0,
+    ) -> None:
         self._hasher = hasher or PasswordHasher()
         self._dummy: str | None = None
         self._lock = threading.Lock()
+        self.max_concurrent = max_concurrent or cpu_count()
+        self.max_wait_s = max_wait_s
+        self._slots = threading.BoundedSemaphore(self.max_concurrent)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one of the `max_concurrent` slots, waiting at most `max_wait_s` for it;
+        raise `PasswordsBusyError` when none frees in that time."""
+        if not self._slots.acquire(timeout=self.max_wait_s):
+            raise PasswordsBusyError(
+                f"{self.max_concurrent} password checks kept running for {self.max_wait_s} s"
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+        with self.slot():
+            return self._hasher.hash(password)
 
     def verify(self, password_hash: str, password: str) -> bool:
+        with self.slot():
+            return self._check(password_hash, password)
+
+    def _check(self, password_hash: str, password: str) -> bool:
         try:
             return self._hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
@@ -103,10 +151,11 @@ class Passwords:
 
     def verify_unknown(self, password: str) -> bool:
         """Do the work of a verification for an account that does not exist; always False."""
-        with self._lock:
-            if self._dummy is None:
-                self._dummy = self._hasher.hash("not-a-password-anyone-has")
-        self.verify(self._dummy, password)
+        with self.slot():
+            with self._lock:
+                if self._dummy is None:
+                    self._dummy = self._hasher.hash("not-a-password-anyone-has")
+            self._check(self._dummy, password)
         return False
 
     def needs_rehash(self, password_hash: str) -> bool:

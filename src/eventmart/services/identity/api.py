@@ -12,7 +12,7 @@ from eventmart.platform.auth import CurrentUser, Principal, issue_token
 from eventmart.platform.messaging import UnitOfWork
 from eventmart.platform.runtime import Service
 from eventmart.platform.settings import Settings
-from eventmart.services.identity.adapters import Passwords, UserTable
+from eventmart.services.identity.adapters import Passwords, PasswordsBusyError, UserTable
 from eventmart.services.identity.domain import (
     EMAIL_MAX,
     NAME_MAX,
@@ -29,6 +29,7 @@ from eventmart.services.identity.registration import create_user
 
 # One answer for an unknown address and a wrong password: which one it was is not told.
 BAD_CREDENTIALS = "wrong e-mail or password"
+BUSY_RETRY_AFTER_S = 1
 
 
 class UserCreate(BaseModel):
@@ -90,6 +91,8 @@ def router(service: Service, users: UserTable, passwords: Passwords) -> APIRoute
                 password=body.password,
                 name=body.name,
             )
+        except PasswordsBusyError as e:
+            raise _busy() from e
         except EmailTakenError as e:
             raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
         except IdentityError as e:  # the body's validators run the same checks first
@@ -101,15 +104,24 @@ def router(service: Service, users: UserTable, passwords: Passwords) -> APIRoute
         assert service.store is not None
         with service.store.db.read() as conn:
             user = users.by_email(conn, normalize_email(body.email))
-        if user is None:
-            passwords.verify_unknown(body.password)
-            raise _unauthorized()
-        if not passwords.verify(user.password_hash, body.password):
-            raise _unauthorized()
+        try:
+            if user is None:
+                passwords.verify_unknown(body.password)
+                raise _unauthorized()
+            if not passwords.verify(user.password_hash, body.password):
+                raise _unauthorized()
+        except PasswordsBusyError as e:
+            raise _busy() from e
         if passwords.needs_rehash(user.password_hash):
-            # The only moment the plain password is at hand to upgrade the parameters.
-            with service.uow() as uow:
-                users.set_password_hash(uow.conn, user.user_id, passwords.hash(body.password))
+            # The only moment the plain password is at hand to upgrade the parameters; when
+            # hashing is saturated the upgrade waits for a later login.
+            try:
+                upgraded = passwords.hash(body.password)
+            except PasswordsBusyError:
+                upgraded = None
+            if upgraded is not None:
+                with service.uow() as uow:
+                    users.set_password_hash(uow.conn, user.user_id, upgraded)
         settings: Settings = request.app.state.settings
         access = issue_token(settings, Principal(user.user_id, user.email, user.role))
         return TokenPublic(access_token=access, user_id=user.user_id, role=user.role)
@@ -124,6 +136,15 @@ def router(service: Service, users: UserTable, passwords: Passwords) -> APIRoute
         return public(user)
 
     return api
+
+
+def _busy() -> HTTPException:
+    """Password hashing is saturated: refuse now, rather than queue without bound."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "identity is busy checking passwords; retry shortly",
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
+    )
 
 
 def _unauthorized() -> HTTPException:

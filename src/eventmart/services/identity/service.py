@@ -19,7 +19,9 @@ def build(platform: Platform) -> Service:
     users = UserTable(store.metadata)
     app = service_app(NAME, platform.settings)
     service = Service(name=NAME, store=store, app=app, produces=[UserRegistered])
-    app.include_router(router(service, users, Passwords()))
+    passwords = Passwords()  # one bound on concurrent hashing for the whole process
+    app.state.passwords = passwords
+    app.include_router(router(service, users, passwords))
     return service
 
 
