@@ -211,6 +211,7 @@ class Supervisor:
             if m.alive() and m.proc is not None:
                 m.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace_s
+        killed = 0
         for m in self.processes:
             if m.proc is None:
                 continue
@@ -220,6 +221,9 @@ class Supervisor:
                 console.print(f"[red]{m.name} did not stop in {grace_s:.0f}s; killing it[/red]")
                 m.proc.kill()
                 m.proc.wait()
+                killed += 1
+        if killed == 0:
+            console.print("stopped: every process finished its work and exited")
 
 
 class SupervisorError(RuntimeError):
