@@ -64,21 +64,28 @@ class Projector:
     _handlers: dict[str, Handlers] = field(default_factory=dict)
 
     def __call__(self, msg: Message, at_ms: int = T0) -> None:
-        projection = PRODUCTS if msg.topic in ("catalog.events", "inventory.events") else ORDERS
-        handlers = self._handlers.get(projection)
-        if handlers is None:
-            handlers = projection_handlers(self.views, projection, self.generation)
-            self._handlers[projection] = handlers
-        env = Envelope(
-            message_id=new_id(),
-            type=msg.type_name(),
-            key=msg.key(),
-            source="test",
-            occurred_at_ms=at_ms,
-            correlation_id=new_id(),
-        )
+        self.batch([(msg, at_ms)])
+
+    def batch(self, messages: list[tuple[Message, int]]) -> None:
+        """Messages in one unit of work, as a consumer handles a polled batch."""
         with unit_of_work(self.store, self.writer) as uow:
-            handlers.handler(env.type)(msg, env, uow)
+            for msg, at_ms in messages:
+                projection = (
+                    PRODUCTS if msg.topic in ("catalog.events", "inventory.events") else ORDERS
+                )
+                handlers = self._handlers.get(projection)
+                if handlers is None:
+                    handlers = projection_handlers(self.views, projection, self.generation)
+                    self._handlers[projection] = handlers
+                env = Envelope(
+                    message_id=new_id(),
+                    type=msg.type_name(),
+                    key=msg.key(),
+                    source="test",
+                    occurred_at_ms=at_ms,
+                    correlation_id=new_id(),
+                )
+                handlers.handler(env.type)(msg, env, uow)
 
 
 @pytest.fixture(scope="session")
@@ -262,6 +269,36 @@ def test_saving_a_view_twice_keeps_one_copy(views: ViewStore, project: Projector
         views.save_order(uow, view)
     assert order(views) == view
     assert len(views.snapshot(ORDERS)["order_timeline"]) == 2
+
+
+def test_a_batch_in_one_unit_of_work_makes_the_views_one_by_one_makes(
+    views: ViewStore, project: Projector
+) -> None:
+    """A consumer's batch is one unit of work, in which a store may keep the views it
+    changed and write them at the end: the views must not depend on that."""
+    stock = StockLevelChanged(product_id="p-1", on_hand=5, reserved=1, available=4)
+    listing = ProductAdded(
+        product_id="p-1", sku="SKU-1", name="Kettle", description="", category="kitchen",
+        price_cents=1500,
+    )  # fmt: skip
+    history: list[tuple[Message, int]] = [(checkout(), T0)]
+    for n, event in enumerate(order_events()):
+        history.append((event, T0 + 1 + n))
+        history.append((event, T0 + 1 + n))  # redelivered within the batch
+    history += [(checkout("o-2"), T0 + 50), (stock, T0 + 51), (listing, T0 + 52)]
+    price = ProductPriceChanged(product_id="p-1", old_price_cents=1500, new_price_cents=1400)
+    history.append((price, T0 + 53))
+    for msg, at_ms in history:
+        project(msg, at_ms)
+    one_by_one = {p: views.snapshot(p) for p in (ORDERS, PRODUCTS)}
+    views.start_generation(ORDERS)
+    views.start_generation(PRODUCTS)
+    batched = Projector(views, project.store, project.writer, generation=2)
+    batched.batch(history[:7])
+    batched.batch(history[7:])
+    assert {p: views.snapshot(p) for p in (ORDERS, PRODUCTS)} == one_by_one
+    assert order(views).status == "DELIVERED"
+    assert [e.version for e in order(views).timeline] == list(range(7))
 
 
 def test_orders_by_customer_newest_first_in_pages(views: ViewStore, project: Projector) -> None:

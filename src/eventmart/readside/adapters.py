@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -20,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     or_,
@@ -28,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from eventmart.platform.db import Database
+from eventmart.platform.db import Database, dialect_insert
 from eventmart.platform.messaging import UnitOfWork
 from eventmart.readside.domain import OrderItem, OrderView, ProductView, TimelineEntry
 from eventmart.readside.views import (
@@ -41,9 +45,30 @@ from eventmart.readside.views import (
 )
 
 
+@dataclass
+class _Unit:
+    """One unit of work's views: those it loaded or saved, as it sees them, and those it
+    changed, written back together when the unit of work flushes (before it commits).
+
+    A consumer's batch is one unit of work, so a batch costs a load per distinct view it
+    touches and one multi-row upsert per table, instead of a load and a save per event."""
+
+    orders: dict[str, OrderView | None] = field(default_factory=dict)
+    # Per order, the timeline entries (type, version) the table already holds.
+    stored_timeline: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
+    changed_orders: dict[str, OrderView] = field(default_factory=dict)
+    products: dict[str, ProductView | None] = field(default_factory=dict)
+    changed_products: dict[str, ProductView] = field(default_factory=dict)
+
+
 class SqlViewStore(ViewStore):
     """The views in SQL tables; writes run in the handler's transaction (`uow.conn`), so
     they commit with the consumer's inbox rows.
+
+    Writes are deferred to the end of the unit of work: `save_*` keeps the view with the
+    unit of work (where `load_*` finds it again) and the unit of work's `flush()` — which
+    `unit_of_work()` and the consumer runtime call just before committing — writes every
+    changed view in one statement per table, ahead of its outbox rows.
 
     On PostgreSQL, `load_*` takes a transaction-scoped advisory lock on the view's id
     (a row lock cannot cover a view not created yet), so two consumers of one order (its
@@ -118,6 +143,26 @@ class SqlViewStore(ViewStore):
             ORDERS: (self.orders, self.timeline),
             PRODUCTS: (self.products,),
         }
+        self._units: weakref.WeakKeyDictionary[UnitOfWork, _Unit] = weakref.WeakKeyDictionary()
+        self._units_lock = threading.Lock()
+        # Statements built once (SQLAlchemy caches their compiled form by identity).
+        o, t, p = self.orders, self.timeline, self.products
+        # An order with its timeline in one query: the order's columns on every timeline
+        # row (or once, with no timeline), the entries in timeline order.
+        self._select_order = (
+            select(
+                o,
+                t.c.type.label("t_type"),
+                t.c.status.label("t_status"),
+                t.c.version.label("t_version"),
+                t.c.at_ms.label("t_at_ms"),
+            )
+            .select_from(o.outerjoin(t, t.c.order_id == o.c.order_id))
+            .where(o.c.order_id == bindparam("order_id"))
+            .order_by(t.c.version, t.c.at_ms, t.c.type)
+        )
+        self._select_product = select(p).where(p.c.product_id == bindparam("product_id"))
+        self._writes: dict[str, _Writes] = {}
 
     def create(self) -> None:
         self.db.create_all(self.metadata)
@@ -128,17 +173,79 @@ class SqlViewStore(ViewStore):
                 _insert_ignore(conn, self.generations, missing, ["name"])
 
     # -- orders ---------------------------------------------------------------------
+    # -- the unit of work's views ----------------------------------------------------
+    def _unit(self, uow: UnitOfWork) -> _Unit:
+        with self._units_lock:
+            unit = self._units.get(uow)
+            if unit is not None:
+                return unit
+            unit = self._units[uow] = _Unit()
+        conn = uow.conn
+        flush_messages: Callable[[], None] = uow.flush
+
+        def flush() -> None:
+            self._write(conn, unit)
+            flush_messages()
+
+        uow.flush = flush  # type: ignore[method-assign]
+        return unit
+
+    def _write(self, conn: Connection, unit: _Unit) -> None:
+        writes = self._writes.get(conn.dialect.name)
+        if writes is None:
+            writes = self._writes[conn.dialect.name] = _Writes(conn, self)
+        if unit.changed_orders:
+            views = list(unit.changed_orders.values())
+            conn.execute(writes.upsert_order, [self._order_row(v) for v in views])
+            entries = [
+                {
+                    "order_id": v.order_id,
+                    "type": e.type,
+                    "version": e.version,
+                    "status": e.status,
+                    "at_ms": e.at_ms,
+                }
+                for v in views
+                for e in v.timeline
+                if (e.type, e.version) not in unit.stored_timeline.get(v.order_id, ())
+            ]
+            if entries:
+                conn.execute(writes.insert_timeline, entries)
+            for v in views:
+                unit.stored_timeline[v.order_id] = {(e.type, e.version) for e in v.timeline}
+            unit.changed_orders.clear()
+        if unit.changed_products:
+            rows = [self._product_row(v) for v in unit.changed_products.values()]
+            conn.execute(writes.upsert_product, rows)
+            unit.changed_products.clear()
+
+    # -- orders ---------------------------------------------------------------------
     def load_order(self, uow: UnitOfWork, order_id: str) -> OrderView | None:
+        unit = self._unit(uow)
+        if order_id in unit.orders:
+            return unit.orders[order_id]
         _lock_view(uow.conn, ORDERS, order_id)
-        row = uow.conn.execute(
-            select(self.orders).where(self.orders.c.order_id == order_id)
-        ).first()
-        if row is None:
-            return None
-        return self._order(row._mapping, self._timelines(uow.conn, [order_id])[order_id])
+        rows = uow.conn.execute(self._select_order, {"order_id": order_id}).all()
+        view = None
+        if rows:
+            timeline = [
+                TimelineEntry(r.t_type, r.t_status, r.t_version, r.t_at_ms)
+                for r in rows
+                if r.t_type is not None
+            ]
+            view = self._order(rows[0]._mapping, timeline)
+            unit.stored_timeline[order_id] = {(e.type, e.version) for e in timeline}
+        unit.orders[order_id] = view
+        return view
 
     def save_order(self, uow: UnitOfWork, view: OrderView) -> None:
-        row = {
+        unit = self._unit(uow)
+        unit.orders[view.order_id] = view
+        unit.changed_orders[view.order_id] = view
+
+    @staticmethod
+    def _order_row(view: OrderView) -> dict[str, Any]:
+        return {
             "order_id": view.order_id,
             "customer_id": view.customer_id,
             "status": view.status,
@@ -160,23 +267,6 @@ class SqlViewStore(ViewStore):
             "placed_at_ms": view.placed_at_ms,
             "updated_at_ms": view.updated_at_ms,
         }
-        _upsert(uow.conn, self.orders, row, ["order_id"])
-        if view.timeline:
-            _insert_ignore(
-                uow.conn,
-                self.timeline,
-                [
-                    {
-                        "order_id": view.order_id,
-                        "type": e.type,
-                        "version": e.version,
-                        "status": e.status,
-                        "at_ms": e.at_ms,
-                    }
-                    for e in view.timeline
-                ],
-                ["order_id", "type", "version"],
-            )
 
     def order(self, order_id: str) -> OrderView | None:
         with self.db.read() as conn:
@@ -241,14 +331,23 @@ class SqlViewStore(ViewStore):
 
     # -- products -------------------------------------------------------------------
     def load_product(self, uow: UnitOfWork, product_id: str) -> ProductView | None:
+        unit = self._unit(uow)
+        if product_id in unit.products:
+            return unit.products[product_id]
         _lock_view(uow.conn, PRODUCTS, product_id)
-        row = uow.conn.execute(
-            select(self.products).where(self.products.c.product_id == product_id)
-        ).first()
-        return ProductView(**row._mapping) if row else None
+        row = uow.conn.execute(self._select_product, {"product_id": product_id}).first()
+        view = ProductView(**row._mapping) if row else None
+        unit.products[product_id] = view
+        return view
 
     def save_product(self, uow: UnitOfWork, view: ProductView) -> None:
-        row = {
+        unit = self._unit(uow)
+        unit.products[view.product_id] = view
+        unit.changed_products[view.product_id] = view
+
+    @staticmethod
+    def _product_row(view: ProductView) -> dict[str, Any]:
+        return {
             "product_id": view.product_id,
             "listed": view.listed,
             "sku": view.sku,
@@ -262,7 +361,6 @@ class SqlViewStore(ViewStore):
             "reserved": view.reserved,
             "available": view.available,
         }
-        _upsert(uow.conn, self.products, row, ["product_id"])
 
     def product(self, product_id: str) -> ProductView | None:
         t = self.products
@@ -357,14 +455,24 @@ def _lock_view(conn: Connection, projection: str, view_id: str) -> None:
         conn.execute(select(func.pg_advisory_xact_lock(key)))
 
 
-def _upsert(conn: Connection, table: Table, row: dict[str, Any], keys: list[str]) -> None:
-    changes = {k: v for k, v in row.items() if k not in keys}
-    if conn.dialect.name == "postgresql":
-        pg = postgresql.insert(table).values(row)
-        conn.execute(pg.on_conflict_do_update(index_elements=keys, set_=changes))
-    else:
-        lite = sqlite.insert(table).values(row)
-        conn.execute(lite.on_conflict_do_update(index_elements=keys, set_=changes))
+class _Writes:
+    """The multi-row writes of a unit of work, built once per SQL dialect: executed with
+    a list of rows, each is one executemany."""
+
+    def __init__(self, conn: Connection, store: SqlViewStore) -> None:
+        self.upsert_order = _upsert_statement(conn, store.orders)
+        self.upsert_product = _upsert_statement(conn, store.products)
+        self.insert_timeline = dialect_insert(conn, store.timeline).on_conflict_do_nothing(
+            index_elements=[c.name for c in store.timeline.primary_key.columns]
+        )
+
+
+def _upsert_statement(conn: Connection, table: Table) -> Any:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE every other column."""
+    stmt = dialect_insert(conn, table)
+    keys = [c.name for c in table.primary_key.columns]
+    changes = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    return stmt.on_conflict_do_update(index_elements=keys, set_=changes)
 
 
 def _insert_ignore(
