@@ -271,6 +271,11 @@ def run(bootstrap: str, n: int, size: int, *, batch: int = 1000, rounds: int = 2
         },
         "floor": FLOOR,
         "meets_floor": produce_ratio >= FLOOR and consume_ratio >= FLOOR,
+        # Every round's (msgs/s, msgs per CPU-second of this process), per side.
+        "samples": {
+            name: [(n / wall, n / max(cpu, 1e-9)) for wall, cpu in rows]
+            for name, rows in timings.items()
+        },
     }
 
 
