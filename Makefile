@@ -38,7 +38,7 @@ test: lint stack-deps
 	$(BIN)/pytest
 
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 fmt: install
 	$(BIN)/ruff format src tests bench
