@@ -184,6 +184,77 @@ def replay(
 
 
 @app.command()
+def migrate(
+    service: Annotated[
+        str | None,
+        typer.Option("--service", help="Only this service's database (or 'registry')."),
+    ] = None,
+    status: Annotated[
+        bool, typer.Option("--status", help="Show each database's revision and head only.")
+    ] = False,
+    data_dir: DataDir = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Upgrade every service database and the registry's to the latest migrations.
+
+    Services also do this when they start; run it first to see a long migration through,
+    or to check (--status) what a deployment would change."""
+    from eventmart.platform.infra import Platform
+    from eventmart.platform.migrations import REGISTRY, MigrationError, Migrations, database_name
+    from eventmart.services import SERVICE_INDEX, build_service
+
+    names = [*SERVICE_INDEX, REGISTRY]
+    if service is not None and service not in names:
+        raise typer.BadParameter(f"choose one of {', '.join(names)}", param_hint="--service")
+    settings = load_settings(data_dir, profile)
+    platform = Platform(settings)
+    table = Table(title="migrations" + (" (status)" if status else ""))
+    for col in ("service", "database", "revision", *(["head"] if status else []), "state"):
+        table.add_column(col)
+    try:
+        for name in [service] if service else names:
+            if name == REGISTRY:
+                if settings.schema_registry_url:
+                    continue  # an external registry keeps its own storage
+                db = platform.database(REGISTRY)
+                migrations, store = Migrations(db, [REGISTRY]), None
+            else:
+                store = build_service(name, platform).store
+                if store is None:
+                    continue
+                migrations = store.migrations
+            heads = ", ".join(migrations.heads())
+            if status:
+                found = migrations.status()
+                current = "" if found.current is None else ", ".join(found.current) or "none"
+                state = (
+                    "not created"
+                    if found.current is None
+                    else "up to date"
+                    if found.up_to_date
+                    else "behind"
+                )
+            else:
+                outcome = migrations.upgrade() if store is None else store.migrate()
+                current = ", ".join(outcome.after)
+                if outcome.stamped:
+                    state = f"stamped {', '.join(outcome.stamped)} (made before migrations)"
+                elif not outcome.changed:
+                    state = "up to date"
+                else:
+                    state = f"upgraded from {', '.join(outcome.before) or 'empty'}"
+            where = database_name(migrations.db.url)
+            table.add_row(name, where, current, *([heads] if status else []), state)
+    except MigrationError as e:
+        console.print(table)
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from e
+    finally:
+        platform.close()
+    console.print(table)
+
+
+@app.command()
 def lag(
     group: Annotated[str | None, typer.Option(help="Only this consumer group.")] = None,
     data_dir: DataDir = None,

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, MetaData, Table, bindparam, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 _READ_ONLY = "eventmart_read_only"
@@ -143,13 +144,32 @@ def ensure_postgres_database(url: str) -> None:
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            exists = conn.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
-            ).first()
-            if not exists:
+            if _pg_database_exists(conn, name):
+                return
+            try:
                 conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            except DBAPIError:
+                # Another process starting at the same moment created it first.
+                if not _pg_database_exists(conn, name):
+                    raise
     finally:
         admin.dispose()
+
+
+def postgres_database_exists(url: str) -> bool:
+    """Whether the server has the database named in `url` (without creating it)."""
+    parsed = make_url(url)
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            return _pg_database_exists(conn, parsed.database or "postgres")
+    finally:
+        admin.dispose()
+
+
+def _pg_database_exists(conn: Connection, name: str) -> bool:
+    found = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+    return found.first() is not None
 
 
 def dialect_insert(conn: Connection, table: Table) -> Any:

@@ -39,6 +39,7 @@ from eventmart.platform.errors import (
     SubjectNotFoundError,
     VersionNotFoundError,
 )
+from eventmart.platform.migrations import REGISTRY, Migrations, version_table
 from eventmart.platform.schemas.compatibility import (
     LabeledSchema,
     ParsedSchema,
@@ -54,6 +55,7 @@ from eventmart.platform.schemas.registry import (
 )
 
 metadata = MetaData()
+version_table(metadata)  # kept by the migrations (platform/migrations/versions/registry)
 
 sr_schemas = Table(
     "sr_schemas",
@@ -134,21 +136,21 @@ class SqlSchemaRegistry(SchemaRegistry):
         # Schema ids name one text forever, so their parsed form never goes stale.
         self._parsed: dict[int, avro.schema.Schema] = {}
 
-    # Tables are created on first use rather than in __init__: nothing connects early.
+    # Tables are migrated on first use rather than in __init__: nothing connects early.
     def _ensure_tables(self) -> None:
         if self._ready:
             return
         with self._lock:
             if self._ready:
                 return
+            migrations = Migrations(self._db, [REGISTRY])
             for attempt in range(3):
                 try:
-                    with self._db.transaction() as conn:
-                        metadata.create_all(conn)
+                    # Serialized between processes by the migration lock.
+                    migrations.upgrade()
                     break
                 except DBAPIError:
-                    # Another process created the tables between our check and our CREATE
-                    # (PostgreSQL), or is still setting up a brand-new file (SQLite).
+                    # A brand-new SQLite file still being set up by another process.
                     if attempt == 2:
                         raise
                     time.sleep(0.05 * (attempt + 1))

@@ -14,7 +14,7 @@ NAME = "basket"
 
 
 def build(platform: Platform) -> Service:
-    store = ServiceStore(platform.database(NAME))
+    store = ServiceStore(platform.database(NAME), migrations=NAME)
     prices = PriceTable(store.metadata)
     baskets = BasketTable(store.metadata)
     checkouts = CheckoutTable(store.metadata)

@@ -15,7 +15,7 @@ NAME = "catalog"
 
 
 def build(platform: Platform) -> Service:
-    store = ServiceStore(platform.database(NAME))
+    store = ServiceStore(platform.database(NAME), migrations=NAME)
     products = ProductTable(store.metadata)
     app = service_app(NAME, platform.settings)
     service = Service(name=NAME, store=store, app=app, produces=[ProductAdded, ProductPriceChanged])

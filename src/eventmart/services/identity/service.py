@@ -15,7 +15,7 @@ NAME = "identity"
 
 
 def build(platform: Platform) -> Service:
-    store = ServiceStore(platform.database(NAME))
+    store = ServiceStore(platform.database(NAME), migrations=NAME)
     users = UserTable(store.metadata)
     app = service_app(NAME, platform.settings)
     service = Service(name=NAME, store=store, app=app, produces=[UserRegistered])
@@ -38,7 +38,7 @@ def create_user_offline(
     Raises `IdentityError` (a `ValueError`) naming the field for bad input, and
     `EmailTakenError` when the address is taken.
     """
-    store = ServiceStore(platform.database(NAME))
+    store = ServiceStore(platform.database(NAME), migrations=NAME)
     users = UserTable(store.metadata)
     store.create()
     platform.codec.register(UserRegistered)

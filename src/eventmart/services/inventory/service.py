@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 def build(platform: Platform) -> Service:
     settings = platform.settings
-    store = ServiceStore(platform.database(NAME))
+    store = ServiceStore(platform.database(NAME), migrations=NAME)
     inventory = Inventory(
         StockStreams(store.events),
         OrderReservations(store.metadata),

@@ -17,7 +17,7 @@ CUSTOMERS_GROUP = f"{NAME}-customers"
 
 def build(platform: Platform) -> Service:
     settings = platform.settings
-    store = ServiceStore(platform.database(NAME))
+    store = ServiceStore(platform.database(NAME), migrations=NAME)
     customers = CustomerTable(store.metadata)
     mails = MailTable(store.metadata)
     drop = MailDrop(settings.data_dir.absolute() / "mail")

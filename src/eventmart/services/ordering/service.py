@@ -25,7 +25,7 @@ NAME = "ordering"
 
 
 def build(platform: Platform) -> Service:
-    store = ServiceStore(platform.database(NAME))
+    store = ServiceStore(platform.database(NAME), migrations=NAME)
     platform.codec.add_types([PaymentDeadlineReached])
     orders = OrderRepository(store)
     sagas = ProcessManager("checkout", Checkout, store.metadata, platform.codec)

@@ -14,7 +14,7 @@ NAME = "payment"
 
 
 def build(platform: Platform) -> Service:
-    store = ServiceStore(platform.database(NAME))
+    store = ServiceStore(platform.database(NAME), migrations=NAME)
     payments = PaymentTable(store.metadata)
     platform.codec.add_types(INTERNAL_MESSAGES)
     app = service_app(NAME, platform.settings)

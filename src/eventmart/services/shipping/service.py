@@ -21,7 +21,7 @@ NAME = "shipping"
 
 def build(platform: Platform) -> Service:
     settings = platform.settings
-    store = ServiceStore(platform.database(NAME))
+    store = ServiceStore(platform.database(NAME), migrations=NAME)
     shipments = ShipmentTable(store.metadata)
     cancelled = CancelledOrderTable(store.metadata)
     # The embedded fulfillment; a workflow engine's implementation plugs in here.

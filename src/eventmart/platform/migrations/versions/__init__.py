@@ -1,0 +1,1 @@
+"""One folder per branch of migrations (see eventmart.platform.migrations)."""
