@@ -15,7 +15,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
-    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -116,7 +115,7 @@ def event_store_tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("recorded_at_ms", BigInteger, nullable=False),
         UniqueConstraint("stream_id", "version", name="uq_es_stream_version"),
     )
-    Index("ix_es_events_stream", events.c.stream_id, events.c.version)
+    # Reads by stream use the unique constraint's index: no second one (chassis_0002).
     snapshots = Table(
         "es_snapshots",
         metadata,

@@ -4,13 +4,12 @@ processed commit in one transaction, so a redelivered message has no second effe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, delete
 
 from eventmart.platform.db import dialect_insert
 from eventmart.platform.messages import now_ms
-
-_CHUNK = 500
 
 
 class Inbox:
@@ -24,6 +23,7 @@ class Inbox:
             Column("message_id", String(100), primary_key=True),
             Column("processed_at_ms", BigInteger, nullable=False),
         )
+        self._claims: dict[str, Any] = {}
 
     def claim(self, conn: Connection, consumer: str, message_ids: Sequence[str]) -> set[str]:
         """Record the ids not seen before and return them; the caller handles only those.
@@ -37,20 +37,23 @@ class Inbox:
         if not wanted:
             return set()
         now = now_ms()
-        fresh: set[str] = set()
-        for i in range(0, len(wanted), _CHUNK):
-            rows = [
-                {"consumer": consumer, "message_id": m, "processed_at_ms": now}
-                for m in wanted[i : i + _CHUNK]
-            ]
+        rows = [{"consumer": consumer, "message_id": m, "processed_at_ms": now} for m in wanted]
+        # One statement object per dialect, executed with a list of rows: SQLAlchemy's
+        # "insertmanyvalues" batches it into multi-row INSERTs and the compiled form is
+        # cached, instead of compiling a new statement for every batch size.
+        return set(conn.execute(self._claim_statement(conn), rows).scalars())
+
+    def _claim_statement(self, conn: Connection) -> Any:
+        name = conn.dialect.name
+        stmt = self._claims.get(name)
+        if stmt is None:
             stmt = (
                 dialect_insert(conn, self.table)
-                .values(rows)
                 .on_conflict_do_nothing()
                 .returning(self.table.c.message_id)
             )
-            fresh.update(conn.execute(stmt).scalars())
-        return fresh
+            self._claims[name] = stmt
+        return stmt
 
     def forget(self, conn: Connection, consumer: str) -> None:
         """Drop a consumer's history (before a replay that rebuilds its effects)."""
