@@ -36,7 +36,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -60,6 +59,7 @@ from bench.common import (
     process_cpu_seconds,
 )
 from eventmart.platform.settings import Settings
+from eventmart.stack.base import free_port_block
 
 NAME = "checkout"
 TITLE = "checkout end to end"
@@ -118,24 +118,6 @@ CPU_BUDGET_MS = 2 * 1000 / FLOOR_RATE
 
 
 # -- the shop as a subprocess ---------------------------------------------------------------
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_block(size: int) -> int:
-    """A base port such that base .. base+size are all free."""
-    for _ in range(500):
-        base = random.randrange(20_000, 60_000 - size)
-        if all(_free(p) for p in range(base, base + size + 1)):
-            return base
-    raise RuntimeError("no block of free ports found")
 
 
 @dataclass

@@ -4,8 +4,6 @@ over HTTP, like a browser or a phone would."""
 
 from __future__ import annotations
 
-import random
-import socket
 import threading
 import time
 import uuid
@@ -23,23 +21,7 @@ from eventmart.platform.infra import Platform
 from eventmart.platform.runtime import ServiceRuntime
 from eventmart.platform.settings import Settings
 from eventmart.services import SERVICE_INDEX, build_service
-
-
-def free_port_block(size: int) -> int:
-    """A base port such that base+1 .. base+size are all free."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - size)
-        ok = True
-        for port in range(base + 1, base + size + 1):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no block of free ports found")
+from eventmart.stack.base import free_port_block
 
 
 def e2e_settings(base: Settings, **overrides: object) -> Settings:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,14 +32,12 @@ from eventmart.platform.store import ServiceStore
 from eventmart.readside.views import VIEWS_DATABASE
 from eventmart.services import SERVICE_INDEX
 from eventmart.services.ordering.domain import Order
+from eventmart.stack.base import free_port_block
 from tests.e2e.invariants import orders_in_store
 
 UP_BANNER = "eventmart is up"
 START_TIMEOUT_S = 180.0  # the supervisor gives up by itself after 90 s of not-ready
 STOP_TIMEOUT_S = 30.0
-# Ports below the kernel's ephemeral range (32768+), so no outgoing connection of this
-# machine can sit on one between our check and the shop's bind.
-PORT_RANGE = (20000, 32000)
 SERVICE_DATABASES = [*(n for n in SERVICE_INDEX if n != "readside"), VIEWS_DATABASE]
 
 
@@ -76,23 +72,6 @@ class ShopOptions:
         parts = [f"--instances {i}" for i in self.instances]
         parts += [f"{k}={v}" for k, v in self.env]
         return " ".join(parts) or "default"
-
-
-def free_port_block(size: int) -> int:
-    """A base port such that base+1 .. base+size are all free."""
-    for _ in range(500):
-        base = random.randrange(PORT_RANGE[0], PORT_RANGE[1] - size)
-        ok = True
-        for port in range(base + 1, base + size + 1):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no block of free ports found")
 
 
 @dataclass(frozen=True)

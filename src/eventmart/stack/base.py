@@ -15,6 +15,7 @@ import fcntl
 import functools
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -239,6 +240,31 @@ def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+# Below the kernel's ephemeral range (32768+), so no outgoing connection of this machine
+# can sit on one of these ports between the check and the bind.
+FREE_PORT_RANGE = (20_000, 32_000)
+
+
+def free_port_block(size: int, host: str = HOST) -> int:
+    """A base port such that base .. base+size are all free to bind on `host` (for a
+    shop whose processes listen at `port_base + n`: tests and benchmarks run their own)."""
+
+    def free(port: int) -> bool:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+        return True
+
+    low, high = FREE_PORT_RANGE
+    for _ in range(500):
+        base = random.randrange(low, high - size)
+        if all(free(p) for p in range(base, base + size + 1)):
+            return base
+    raise EventmartError(f"no block of {size + 1} free ports in {low}-{high}")
 
 
 def log_tail(path: Path, since: int = 0, lines: int = LOG_TAIL_LINES) -> str:
