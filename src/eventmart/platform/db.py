@@ -182,6 +182,15 @@ def dialect_insert(conn: Connection, table: Table) -> Any:
     raise NotImplementedError(f"eventmart supports SQLite and PostgreSQL, not {conn.dialect.name}")
 
 
+def upsert_statement(conn: Connection, table: Table) -> Any:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE every other column, in the
+    connection's dialect."""
+    stmt = dialect_insert(conn, table)
+    keys = [c.name for c in table.primary_key.columns]
+    changes = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    return stmt.on_conflict_do_update(index_elements=keys, set_=changes)
+
+
 class FastInsert:
     """A plain multi-row INSERT for hot paths: compiled once per dialect, executed with
     the driver's executemany on row tuples, skipping SQLAlchemy's per-row parameter

@@ -30,9 +30,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
-from eventmart.platform.db import Database, dialect_insert
+from eventmart.platform.db import Database, dialect_insert, upsert_statement
 from eventmart.platform.messaging import UnitOfWork
 from eventmart.readside.domain import OrderItem, OrderView, ProductView, TimelineEntry
 from eventmart.readside.views import (
@@ -170,7 +169,12 @@ class SqlViewStore(ViewStore):
             known = set(conn.execute(select(self.generations.c.name)).scalars())
             missing = [{"name": p, "generation": 1} for p in PROJECTIONS if p not in known]
             if missing:
-                _insert_ignore(conn, self.generations, missing, ["name"])
+                conn.execute(
+                    dialect_insert(conn, self.generations).on_conflict_do_nothing(
+                        index_elements=["name"]
+                    ),
+                    missing,
+                )
 
     # -- orders ---------------------------------------------------------------------
     # -- the unit of work's views ----------------------------------------------------
@@ -225,18 +229,23 @@ class SqlViewStore(ViewStore):
         if order_id in unit.orders:
             return unit.orders[order_id]
         _lock_view(uow.conn, ORDERS, order_id)
-        rows = uow.conn.execute(self._select_order, {"order_id": order_id}).all()
-        view = None
-        if rows:
-            timeline = [
-                TimelineEntry(r.t_type, r.t_status, r.t_version, r.t_at_ms)
-                for r in rows
-                if r.t_type is not None
-            ]
-            view = self._order(rows[0]._mapping, timeline)
-            unit.stored_timeline[order_id] = {(e.type, e.version) for e in timeline}
+        view = self._read_order(uow.conn, order_id)
+        if view is not None:
+            unit.stored_timeline[order_id] = {(e.type, e.version) for e in view.timeline}
         unit.orders[order_id] = view
         return view
+
+    def _read_order(self, conn: Connection, order_id: str) -> OrderView | None:
+        """An order with its timeline, in one query (the order joined to its entries)."""
+        rows = conn.execute(self._select_order, {"order_id": order_id}).all()
+        if not rows:
+            return None
+        timeline = [
+            TimelineEntry(r.t_type, r.t_status, r.t_version, r.t_at_ms)
+            for r in rows
+            if r.t_type is not None
+        ]
+        return self._order(rows[0]._mapping, timeline)
 
     def save_order(self, uow: UnitOfWork, view: OrderView) -> None:
         unit = self._unit(uow)
@@ -270,11 +279,7 @@ class SqlViewStore(ViewStore):
 
     def order(self, order_id: str) -> OrderView | None:
         with self.db.read() as conn:
-            t = self.orders
-            row = conn.execute(select(t).where(t.c.order_id == order_id)).first()
-            if row is None:
-                return None
-            return self._order(row._mapping, self._timelines(conn, [order_id])[order_id])
+            return self._read_order(conn, order_id)
 
     def orders_by_customer(self, customer_id: str, page: int, page_size: int) -> Page[OrderView]:
         t = self.orders
@@ -460,25 +465,8 @@ class _Writes:
     a list of rows, each is one executemany."""
 
     def __init__(self, conn: Connection, store: SqlViewStore) -> None:
-        self.upsert_order = _upsert_statement(conn, store.orders)
-        self.upsert_product = _upsert_statement(conn, store.products)
+        self.upsert_order = upsert_statement(conn, store.orders)
+        self.upsert_product = upsert_statement(conn, store.products)
         self.insert_timeline = dialect_insert(conn, store.timeline).on_conflict_do_nothing(
             index_elements=[c.name for c in store.timeline.primary_key.columns]
         )
-
-
-def _upsert_statement(conn: Connection, table: Table) -> Any:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE every other column."""
-    stmt = dialect_insert(conn, table)
-    keys = [c.name for c in table.primary_key.columns]
-    changes = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    return stmt.on_conflict_do_update(index_elements=keys, set_=changes)
-
-
-def _insert_ignore(
-    conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]
-) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(postgresql.insert(table).on_conflict_do_nothing(index_elements=keys), rows)
-    else:
-        conn.execute(sqlite.insert(table).on_conflict_do_nothing(index_elements=keys), rows)

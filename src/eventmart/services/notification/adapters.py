@@ -20,6 +20,7 @@ from sqlalchemy import (
     select,
 )
 
+from eventmart.platform.db import upsert_statement
 from eventmart.services.notification.domain import Customer, Mail
 
 
@@ -36,11 +37,9 @@ class CustomerTable:
         )
 
     def put(self, conn: Connection, c: Customer) -> None:
-        updated = conn.execute(
-            self.t.update().where(self.t.c.user_id == c.user_id).values(email=c.email, name=c.name)
-        ).rowcount
-        if not updated:
-            conn.execute(self.t.insert().values(user_id=c.user_id, email=c.email, name=c.name))
+        conn.execute(
+            upsert_statement(conn, self.t), {"user_id": c.user_id, "email": c.email, "name": c.name}
+        )
 
     def get(self, conn: Connection, user_id: str) -> Customer | None:
         row = conn.execute(select(self.t).where(self.t.c.user_id == user_id)).first()

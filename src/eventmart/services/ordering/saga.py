@@ -209,13 +209,12 @@ class CheckoutSaga:
         self.sagas.save(uow, saga)
 
     def on_payment_captured(self, msg: PaymentCaptured, _env: Envelope, uow: UnitOfWork) -> None:
-        found = self._load(uow, msg.order_id)
+        found = self._at_step(uow, msg.order_id, CAPTURING)
         if found is None:
             return
         _order, saga = found
-        if saga.running and saga.step_name == CAPTURING:
-            saga.complete(f"captured {msg.amount_cents} cents")
-            self.sagas.save(uow, saga)
+        saga.complete(f"captured {msg.amount_cents} cents")
+        self.sagas.save(uow, saga)
 
     def cancel_by_customer(self, uow: UnitOfWork, order: Order) -> None:
         """Cancel before shipping; raises OrderError when it is too late."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, Connection, Index, MetaData, Row, String, Table, select
 
+from eventmart.platform.db import upsert_statement
 from eventmart.platform.messages import now_ms
 from eventmart.services.payment.domain import Payment, PaymentStatus
 
@@ -57,11 +58,7 @@ class PaymentTable:
             "reason": p.reason,
             "updated_at_ms": now_ms(),
         }
-        updated = conn.execute(
-            self.t.update().where(self.t.c.order_id == p.order_id).values(**values)
-        ).rowcount
-        if not updated:
-            conn.execute(self.t.insert().values(order_id=p.order_id, **values))
+        conn.execute(upsert_statement(conn, self.t), {"order_id": p.order_id, **values})
 
     def by_status(
         self, conn: Connection, status: PaymentStatus | None, limit: int

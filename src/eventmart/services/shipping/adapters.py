@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, Connection, MetaData, Row, String, Table, select
 
+from eventmart.platform.db import dialect_insert
 from eventmart.services.shipping.domain import Shipment, ShipmentStatus
 
 
@@ -91,10 +92,10 @@ class CancelledOrderTable:
         )
 
     def record(self, conn: Connection, order_id: str, reason: str, at_ms: int) -> None:
-        if not self.contains(conn, order_id):
-            conn.execute(
-                self.t.insert().values(order_id=order_id, reason=reason, cancelled_at_ms=at_ms)
-            )
+        conn.execute(
+            dialect_insert(conn, self.t).on_conflict_do_nothing(index_elements=["order_id"]),
+            {"order_id": order_id, "reason": reason, "cancelled_at_ms": at_ms},
+        )
 
     def contains(self, conn: Connection, order_id: str) -> bool:
         query = select(self.t.c.order_id).where(self.t.c.order_id == order_id)
