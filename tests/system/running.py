@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,9 @@ from eventmart.platform.store import ServiceStore
 from eventmart.readside.views import VIEWS_DATABASE
 from eventmart.services import SERVICE_INDEX
 from eventmart.services.ordering.domain import Order
-from eventmart.stack.base import free_port_block
+from eventmart.stack.base import free_port_block, process_alive
 from tests.e2e.invariants import orders_in_store
+from tests.support.records import read_everything
 
 UP_BANNER = "eventmart is up"
 START_TIMEOUT_S = 180.0  # the supervisor gives up by itself after 90 s of not-ready
@@ -109,14 +110,6 @@ def _proc_children(parent: int) -> list[Child]:
             continue  # gone meanwhile
         out.append(Child(int(entry.name), tuple(a.decode(errors="replace") for a in argv if a)))
     return sorted(out, key=lambda c: c.pid)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
 
 
 @dataclass
@@ -274,17 +267,7 @@ class RunningShop:
         return out
 
     def topic_records(self, topic: str) -> list[Any]:
-        bus = self.platform.bus
-        out: list[Any] = []
-        for partition in sorted(bus.end_offsets(topic)):
-            offset = 0
-            while True:
-                batch = bus.read(topic, partition, offset, 1000)
-                out.extend(batch)
-                if len(batch) < 1000:
-                    break
-                offset = batch[-1].offset + 1
-        return out
+        return read_everything(self.platform.bus, topic)
 
     def quiesce(self, timeout_s: float = 30.0) -> None:
         """Wait until every consumer group has caught up and every outbox is empty."""
@@ -376,10 +359,10 @@ def _stop(shop: RunningShop) -> list[str]:
         problems.append(f"eventmart up had already exited with code {proc.returncode}")
     # Its children run in their own sessions: nothing but the supervisor stops them.
     deadline = time.monotonic() + 5
-    left = [c for c in children if pid_alive(c.pid)]
+    left = [c for c in children if process_alive(c.pid)]
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
-        left = [c for c in left if pid_alive(c.pid)]
+        left = [c for c in left if process_alive(c.pid)]
     for c in left:
         problems.append(f"{c.service} (pid {c.pid}) still running after eventmart up exited")
         with contextlib.suppress(ProcessLookupError):
@@ -444,7 +427,3 @@ def _wait_until_up(shop: RunningShop) -> None:
     email, _, password = credentials.read_text().strip().partition(" ")
     assert email and password, f"unreadable {credentials}"
     shop.admin_email, shop.admin_password = email, password
-
-
-def env_pairs(values: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(values.items()))

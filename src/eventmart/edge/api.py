@@ -24,7 +24,7 @@ from eventmart.platform import metrics
 from eventmart.platform.auth import AdminUser, CurrentUser, Principal
 from eventmart.platform.http import DownstreamUnavailableError
 
-TERMINAL = {"DELIVERED", "CANCELLED"}
+TERMINAL = frozenset({"DELIVERED", "CANCELLED"})
 IDEMPOTENCY_KEY_MAX = 100
 
 # Right after a checkout (202) the order travels basket -> ordering -> read side

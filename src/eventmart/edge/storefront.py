@@ -109,9 +109,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from eventmart.edge.api import may_be_in_flight
+from eventmart.edge.api import TERMINAL, may_be_in_flight
 from eventmart.edge.gateway import Gateway
-from eventmart.edge.schema import ID_PATTERN as SCHEMA_ID_PATTERN
+from eventmart.edge.schema import ID_PATTERN  # what the API accepts as an id
 from eventmart.platform.auth import InvalidTokenError, Principal, bearer_token, verify_token
 from eventmart.platform.runtime import CORRELATION_HEADER
 
@@ -123,11 +123,9 @@ COOKIE = "eventmart_token"
 LOW_STOCK = 5  # "only N left" at or below this many
 FEATURED = 8
 MAX_QUERY = 100
-ID_PATTERN = SCHEMA_ID_PATTERN  # what the API accepts as an id (ResourceId)
 
 # Presentation only: the API answers 409 to a cancel it refuses, whatever this says.
 CANCELLABLE = frozenset({"PENDING", "STOCK_RESERVED", "PAYMENT_AUTHORIZED", "CONFIRMED"})
-TERMINAL = frozenset({"DELIVERED", "CANCELLED"})
 CARD_TOKENS = (
     ("tok_visa", "Visa, approves", "The payment is authorized: the order is confirmed."),
     ("tok_declined", "Declined card", "The payment is declined: the order is cancelled."),

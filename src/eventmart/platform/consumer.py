@@ -203,6 +203,10 @@ class ConsumerRunner:
                 handled, dups = self._handle_batch(items)
                 outcome.handled += handled
                 outcome.duplicates += dups
+                if self._attempts:
+                    # Messages that failed before and went through now: forget their count.
+                    for item in items:
+                        self._attempts.pop((item.record.tp, item.record.offset), None)
             except Exception as e:
                 log.info(
                     "batch of %d in %s failed (%s); handling one by one", len(items), self.group, e

@@ -442,7 +442,7 @@ class SqliteConsumer(Consumer):
         release = owned_now - wanted
         takeable = [tp for tp in wanted - owned_now if self._free(leases, tp, now)]
         acquired: list[TopicPartition] = []
-        if release or takeable or self.member_id not in {m for m, _ in members}:
+        if release or takeable:  # (the heartbeat keeps this member's own row)
             with _Write(conn):
                 conn.execute(
                     "DELETE FROM members WHERE grp = ? AND heartbeat_ms < ?",

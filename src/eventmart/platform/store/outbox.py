@@ -112,25 +112,7 @@ class Outbox:
         if not records:
             return
         now = now_ms()
-        if conn.dialect.name == "postgresql":
-            conn.execute(
-                self.table.insert(),
-                [
-                    {
-                        "topic": r.topic,
-                        "key": r.key,
-                        "headers": _encode_headers(r.headers),
-                        "value": r.value,
-                        "created_at_ms": now,
-                        "shard": shard_of(r.key),
-                    }
-                    for r in records
-                ],
-            )
-            # Delivered to the listening relays when (and only if) this transaction commits.
-            channel = notify_channel(conn.engine.url.database or "")
-            conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
-            return
+        pg = conn.dialect.name == "postgresql"
         conn.execute(
             self.table.insert(),
             [
@@ -140,10 +122,16 @@ class Outbox:
                     "headers": _encode_headers(r.headers),
                     "value": r.value,
                     "created_at_ms": now,
+                    # Relays on PostgreSQL claim by shard; SQLite has one relay at a time.
+                    "shard": shard_of(r.key) if pg else None,
                 }
                 for r in records
             ],
         )
+        if pg:
+            # Delivered to the listening relays when (and only if) this transaction commits.
+            channel = notify_channel(conn.engine.url.database or "")
+            conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
 
     def pending(self, conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(self.table)).scalar() or 0)
