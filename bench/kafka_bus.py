@@ -3,11 +3,15 @@
     python -m bench.kafka_bus --bootstrap 127.0.0.1:9092 -n 100000 --size 256
 
 `run()` produces `n` records of `size` bytes (keys spread like aggregate ids, the
-CloudEvents headers eventmart sends) and consumes them in a consumer group, once through
-the raw client and once through the adapter, for `rounds` rounds, alternating which goes
-first. Rates are each side's best round. The ratio adapter / raw is the median of the
-rounds' ratios (each round runs both sides back to back, so load from elsewhere on the
-machine slows both alike); the floor to keep is 0.7. Both sides use the same producer
+CloudEvents headers eventmart sends) and consumes them in consumer groups, through the
+raw client and through the adapter, for `rounds` rounds. In a round each side runs twice,
+in mirrored order (raw, adapter, adapter, raw; the next round starts with the adapter),
+and its figure for the round is the mean of the two: the order matters on this machine
+(a consumer right after a produce is slower), and mirroring cancels it. Every consumer
+reads the same records (the adapter's topic, each from its own group). Rates are each
+side's best round. The ratio adapter / raw is the median of the rounds' ratios (a round
+runs both sides back to back, so load from elsewhere slows both alike); the floor to
+keep is 0.7. Both sides use the same producer
 settings (idempotent, acks=all, CRC32 partitioner, linger 5 ms) and both commit
 synchronously after each consumed batch, so the ratio is the adapter's own cost: a Record
 per message, the per-send flush its contract needs (`send` returns when every record is
@@ -22,9 +26,14 @@ raw CPU / adapter CPU): on a busy machine, where the wall clock swings with what
 else runs, it is the steadier measure of what the adapter adds.
 
 On consumption the raw side reads each message's fields and keeps nothing; the adapter
-must hand out a batch of `Record`s (a frozen dataclass and a headers tuple per message),
-which costs about 2-3 µs a message in CPython, garbage collection of the live batch
-included. That is most of the gap on small messages.
+must hand out a batch of `Record`s (a named tuple and a headers tuple per message) that
+live until the caller is done with them. Kept objects are what sets off CPython's cyclic
+garbage collector: with Python's default thresholds, collections cost this process 2-3
+µs per consumed record (most of it full collections walking every object the imports
+made), more than the adapter's own code. A service process settles its heap once it has
+started (`eventmart.platform.runtime.settle_heap`: gc.freeze and a higher young-
+generation threshold); `run` does the same before measuring, so both sides run under the
+collector settings eventmart's processes run under.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from confluent_kafka import TopicPartition as RawPartition
 
 from eventmart.platform.bus import OutgoingRecord, TopicPartition
 from eventmart.platform.bus.kafka import KafkaBus
+from eventmart.platform.runtime import settle_heap
 from eventmart.platform.settings import Settings
 
 PARTITIONS = 8
@@ -193,7 +203,9 @@ def run(bootstrap: str, n: int, size: int, *, batch: int = 1000, rounds: int = 2
     ratios adapter / raw (1.0: as fast as the raw client)."""
     # Typed as Any: without pydantic's mypy plugin, Field() defaults look required.
     settings_class: Any = Settings
-    bus = KafkaBus(settings_class(kafka_bootstrap_servers=bootstrap, partitions=PARTITIONS))
+    settings = settings_class(kafka_bootstrap_servers=bootstrap, partitions=PARTITIONS)
+    settle_heap(settings.gc_young_threshold)  # as `eventmart serve` does once started
+    bus = KafkaBus(settings)
     try:
         timings: dict[str, list[tuple[float, float]]] = {
             "raw_produce": [],
@@ -215,16 +227,26 @@ def run(bootstrap: str, n: int, size: int, *, batch: int = 1000, rounds: int = 2
                 ),
                 ("bus_produce", partial(_bus_produce, bus, bus_topic, n, size, batch)),
             ]
-            # Each topic then holds n records or more; the consumers read the first n.
+            # Every consumer reads the first n records of the adapter's topic, in a
+            # group of its own: the same bytes in the same broker batches. (The raw topic
+            # holds batches of another shape: a producer that flushes once packs larger
+            # ones, which are cheaper to fetch and parse.)
             reads: list[tuple[str, Callable[[], tuple[float, float]]]] = [
-                ("raw_consume", partial(_raw_consume, bus, raw_topic, n, batch)),
+                ("raw_consume", partial(_raw_consume, bus, bus_topic, n, batch)),
                 ("bus_consume", partial(_bus_consume, bus, bus_topic, n, batch)),
             ]
-            if round_ % 2:  # alternate who goes first: the machine warms up as it runs
+            # Each side runs twice a round, in mirrored order (A B B A): whoever runs
+            # second on a topic just written is measurably slower (the broker is still
+            # writing back what was produced), so a plain alternation favours whoever goes
+            # first in more rounds. A side's figure for the round is its mean of the two.
+            if round_ % 2:
                 writes.reverse()
                 reads.reverse()
-            for name, step in [*writes, *reads]:
-                timings[name].append(step())
+            runs: dict[str, list[tuple[float, float]]] = {}
+            for name, step in [*writes, *reversed(writes), *reads, *reversed(reads)]:
+                runs.setdefault(name, []).append(step())
+            for name, (first, second) in runs.items():
+                timings[name].append(((first[0] + second[0]) / 2, (first[1] + second[1]) / 2))
     finally:
         bus.close()
 

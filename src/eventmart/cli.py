@@ -361,7 +361,12 @@ def serve(
 
         default = settings.web_port if service == "web" else settings.mobile_port
         kind: Literal["web", "mobile"] = "web" if service == "web" else "mobile"
-        serve_http(create_bff(kind, platform), settings.host, port or default)
+        serve_http(
+            create_bff(kind, platform),
+            settings.host,
+            port or default,
+            settings.gc_young_threshold,
+        )
         return
     if service not in SERVICE_INDEX:
         choices = ", ".join([*SERVICE_INDEX, "web", "mobile"])

@@ -16,7 +16,15 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from eventmart.platform.bus import Bus, Consumer, Record, TopicPartition, partition_for
+from eventmart.platform.bus import (
+    Bus,
+    Consumer,
+    OutgoingRecord,
+    Record,
+    TopicPartition,
+    partition_for,
+)
+from eventmart.platform.messages import H_ID, H_TYPE, Envelope
 from tests.contract.conftest import BusFactory
 from tests.support.records import (
     key_in_partition,
@@ -260,6 +268,25 @@ def test_end_offsets_and_read_need_no_group(bus: Bus, unique: Callable[[str], st
     assert [r.offset for r in bus.read(topic, 0, 0, 100)] == [0, 1, 2, 3, 4]
     assert bus.read(topic, 0, 5, 10) == []
     assert bus.read(topic, 1, 0, 10) == []
+
+
+def test_a_header_without_a_value_is_read_back_as_none_and_decodes_as_empty(
+    bus: Bus, members: Members, unique: Callable[[str], str]
+) -> None:
+    # Kafka allows a null header value; eventmart never writes one, but other clients do.
+    topic = unique("topic")
+    bus.ensure_topic(topic, 1)
+    headers = ((H_ID, b"m-1"), ("note", None), (H_TYPE, b"x.Y"))
+    bus.producer().send([OutgoingRecord(topic, "k", b"v", headers)])
+
+    (stored,) = bus.read(topic, 0, 0, 10)
+    (polled,) = consume(members.join(bus, unique("group"), [topic]), count(1))
+
+    for record in (stored, polled):
+        assert record.headers == headers
+        assert record.header("note") == ""
+        envelope = Envelope.from_record(record)
+        assert (envelope.message_id, envelope.type, envelope.extra) == ("m-1", "x.Y", {"note": ""})
 
 
 # -- consumer groups ------------------------------------------------------------------

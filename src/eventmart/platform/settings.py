@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     port_base: int = 8100
     demo_data: bool = True
 
+    # CPython's cyclic garbage collector in a serving process (see runtime.settle_heap):
+    # allocations between young-generation collections; 0 keeps Python's default (700).
+    gc_young_threshold: int = Field(50_000, ge=0)
+
     # Tracing: the share of new traces recorded (children follow their parent's choice)
     trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
 

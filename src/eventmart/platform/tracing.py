@@ -45,7 +45,7 @@ class _DictSetter(Setter[dict[str, str]]):
 
 class _HeadersGetter(Getter[Headers]):
     def get(self, carrier: Headers, key: str) -> list[str] | None:
-        found = [v.decode() for k, v in carrier if k == key]
+        found = [v.decode() if v is not None else "" for k, v in carrier if k == key]
         return found or None
 
     def keys(self, carrier: Headers) -> list[str]:

@@ -23,12 +23,11 @@ The same guarantees as the embedded log (see `eventmart.platform.bus`), kept lik
 from __future__ import annotations
 
 import logging
-import operator
 import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -125,16 +124,30 @@ def _wait(future: Future[Any], timeout_s: float, what: str) -> Any:
         raise KafkaBusError(f"{what}: no answer from Kafka within {timeout_s:.0f}s") from e
 
 
-_value_of = operator.itemgetter(1)
+# Record's generated constructor is a Python function around this same call; calling it
+# directly saves ~100 ns per record on the consume path.
+_new_record: Callable[[type[Record], tuple[Any, ...]], Record] = tuple.__new__
 
 
-def _headers(raw: list[tuple[str, bytes | None]] | None) -> tuple[tuple[str, bytes], ...]:
-    if not raw:
-        return ()
-    headers = tuple(raw)
-    if None in map(_value_of, headers):  # a null header value (other clients)
-        return tuple((k, v if v is not None else b"") for k, v in headers)
-    return headers  # type: ignore[return-value]  # no None left
+def _record(m: Any, topic: str, partition: int) -> Record:
+    """The Record of a librdkafka message the caller read from `topic`/`partition`.
+
+    Headers stay as librdkafka gives them (a null value stays None: see `Headers`); the
+    message caches its parsed header list, which the record copies into a tuple."""
+    key = m.key()
+    headers = m.headers()
+    return _new_record(
+        Record,
+        (
+            topic,
+            partition,
+            m.offset(),
+            key.decode() if key is not None else "",
+            m.value() or b"",
+            tuple(headers) if headers else (),
+            m.timestamp()[1],
+        ),
+    )
 
 
 class KafkaBus(Bus):
@@ -324,7 +337,7 @@ class KafkaBus(Bus):
                         position = m.offset()
                         if position is None or position < next_offset or position >= stop:
                             continue
-                        out.append(_record(m))
+                        out.append(_record(m, topic, partition))
                         next_offset = position + 1
             finally:
                 reader.unassign()
@@ -465,19 +478,6 @@ class KafkaBus(Bus):
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
-
-
-def _record(m: Any) -> Record:
-    key = m.key()
-    return Record(
-        m.topic(),
-        m.partition(),
-        m.offset(),
-        key.decode() if key is not None else "",
-        m.value() or b"",
-        _headers(m.headers()),
-        m.timestamp()[1],
-    )
 
 
 class KafkaProducer(Producer):
@@ -665,7 +665,7 @@ class KafkaConsumer(Consumer):
             # The hot path: per message only librdkafka's accessors and the Record. A batch
             # comes in runs of one partition, so the partition check is made per run.
             deliver = {
-                (tp.topic, tp.partition)
+                tp
                 for tp in self._assigned
                 if tp not in self._paused and tp not in self._pending_seeks
             }
@@ -680,8 +680,9 @@ class KafkaConsumer(Consumer):
                     else:
                         log.info("%s in %s: %s", self.member_id, self.group, error)
                     continue
-                if m.partition() != partition or m.topic() != topic:
-                    topic, partition = m.topic(), m.partition()
+                p = m.partition()
+                if p != partition or m.topic() != topic:
+                    topic, partition = m.topic(), p
                     wanted = (topic, partition) in deliver
                 if not wanted:
                     # Revoked during this poll, paused, or about to be re-read from a seek.
@@ -689,22 +690,7 @@ class KafkaConsumer(Consumer):
                     if tp in self._paused and tp not in self._pending_seeks:
                         self._rewind.setdefault(tp, m.offset())
                     continue
-                key = m.key()
-                raw = m.headers()
-                headers = tuple(raw) if raw else ()
-                if headers and None in map(_value_of, headers):
-                    headers = _headers(raw)  # a null header value (another client wrote it)
-                append(
-                    Record(
-                        topic,
-                        partition,
-                        m.offset(),
-                        key.decode() if key is not None else "",
-                        m.value() or b"",
-                        headers,
-                        m.timestamp()[1],
-                    )
-                )
+                append(_record(m, topic, p))
             if failure is not None:
                 # Nothing of this batch reaches the caller: read it again next time.
                 firsts: dict[TopicPartition, int] = {}

@@ -41,7 +41,7 @@ from eventmart.platform.bus import (
     partition_for,
 )
 from eventmart.platform.db import enable_wal
-from eventmart.platform.messages import now_ms
+from eventmart.platform.messages import Headers, now_ms
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -90,7 +90,7 @@ CREATE TABLE IF NOT EXISTS offsets (
 """
 
 _headers_encoder = msgspec.msgpack.Encoder()
-_headers_decoder = msgspec.msgpack.Decoder(tuple[tuple[str, bytes], ...])
+_headers_decoder = msgspec.msgpack.Decoder(Headers)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -50,12 +50,12 @@ from sqlalchemy.engine import make_url
 
 from eventmart.platform.bus import Producer
 from eventmart.platform.db import Database
-from eventmart.platform.messages import OutgoingRecord, now_ms
+from eventmart.platform.messages import Headers, OutgoingRecord, now_ms
 
 log = logging.getLogger(__name__)
 
 _encode_headers = msgspec.msgpack.Encoder().encode
-_decode_headers = msgspec.msgpack.Decoder(tuple[tuple[str, bytes], ...]).decode
+_decode_headers = msgspec.msgpack.Decoder(Headers).decode
 
 # PostgreSQL: how many shards the outbox is cut into (at most this many relays publish at
 # once), and the first key of the relays' advisory locks (the second is the shard).
