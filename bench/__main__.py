@@ -221,7 +221,7 @@ def _kafka_bus(ctx: Context, stack: Stack) -> BenchResult:
     n = 20_000 if ctx.quick else 100_000
     ctx.steps(1)
     ctx.step(f"KafkaBus vs raw confluent-kafka, {n:,} records")
-    rounds = 1 if ctx.quick else 3
+    rounds = 1 if ctx.quick else 5
     data: dict[str, Any] = run(addresses["kafka"], n, 200, rounds=rounds)
     floor = float(data["floor"])
     samples: dict[str, list[tuple[float, float]]] = data["samples"]
