@@ -249,9 +249,10 @@ def _kafka_bus(ctx: Context, stack: Stack) -> BenchResult:
     result.notes.append(
         f"bench.kafka_bus.run: {n:,} records of 200 bytes (CloudEvents headers, 1,000 keys, "
         f"8 partitions), sends and consumer batches of {data.get('batch', '?')}, "
-        f"{rounds} round(s), each side twice a round in mirrored order; both sides idempotent, acks=all, commit per "
-        "batch. Raw produce flushes once at the end (the ratio's baseline); 'raw, flush per "
-        "1000' waits for acknowledgements at the adapter's points."
+        f"{rounds} round(s), each side twice a round in mirrored order; both sides "
+        "idempotent, acks=all, commit per batch. Raw produce flushes once at the end (the "
+        "ratio's baseline); 'raw, flush per 1000' waits for acknowledgements at the "
+        "adapter's points."
     )
     return result
 
