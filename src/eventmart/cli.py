@@ -303,6 +303,10 @@ def up(
         supervisor.stop()
         console.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from e
+    except KeyboardInterrupt:
+        console.print("\nstopping eventmart ...")
+        supervisor.stop()
+        raise typer.Exit(130) from None
     s = settings
     console.print(
         f"\n[bold green]eventmart is up[/bold green] ({s.profile} profile, data in {s.data_dir})\n"

@@ -80,6 +80,11 @@ class Supervisor:
         }
         self.processes = self._plan()
         self._stopping = False
+        # Set by SIGINT/SIGTERM; once the watch loop runs, a signal only sets it (see
+        # `_stop_on_signals`). A plain flag: a handler that took a lock could deadlock
+        # against the main thread it interrupted.
+        self._stop_requested = False
+        self._watching = False
 
     def _argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "eventmart", *args]
@@ -116,7 +121,9 @@ class Supervisor:
 
     # -- start --------------------------------------------------------------------------
     def start(self, timeout_s: float = 90.0) -> None:
-        """Start everything and wait until every process answers /readyz."""
+        """Start everything and wait until every process answers /readyz. Ctrl-C and
+        SIGTERM stop the supervisor from here on (see `_stop_on_signals`)."""
+        self._stop_on_signals()
         with Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
@@ -186,22 +193,35 @@ class Supervisor:
         return restarted
 
     def run_forever(self) -> None:
-        def on_signal(_signo: int, _frame: object) -> None:
-            raise KeyboardInterrupt
-
-        # SIGINT explicitly too: started in the background by a non-interactive shell
-        # (`eventmart up &` in a script), a process inherits SIGINT *ignored*, and Python
-        # then installs no KeyboardInterrupt handler of its own.
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        self._stop_on_signals()
+        self._watching = True
         try:
-            while True:
+            while not self._stop_requested:
                 self.watch_once()
                 time.sleep(0.5)
+            console.print("\nstopping eventmart ...")
         except KeyboardInterrupt:
             console.print("\nstopping eventmart ...")
         finally:
             self.stop()
+
+    def _stop_on_signals(self) -> None:
+        """SIGINT and SIGTERM stop the supervisor. SIGINT explicitly too: started in the
+        background by a non-interactive shell (`eventmart up &` in a script), a process
+        inherits SIGINT *ignored*, and Python then installs no handler of its own.
+
+        While starting, a signal raises KeyboardInterrupt (start waits in many places).
+        In the watch loop it only sets `_stop_requested`: an exception raised between two
+        bytecodes of `Popen.poll` can leave the Popen's wait lock held, and `stop()` then
+        never reaps that child (seen as a Ctrl-C that hung for good)."""
+
+        def on_signal(_signo: int, _frame: object) -> None:
+            self._stop_requested = True
+            if not self._watching:
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
 
     # -- stop ---------------------------------------------------------------------------
     def stop(self, grace_s: float = 15.0) -> None:

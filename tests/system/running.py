@@ -371,10 +371,6 @@ def _stop(shop: RunningShop) -> list[str]:
     return problems
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @contextlib.contextmanager
 def launch(data_dir: Path, options: ShopOptions | None = None) -> Iterator[RunningShop]:
     """Run `eventmart up` in `data_dir` (which should not exist yet) until the block ends."""
@@ -393,10 +389,6 @@ def launch(data_dir: Path, options: ShopOptions | None = None) -> Iterator[Runni
             stdin=subprocess.DEVNULL,
             env=_shop_environment(options, settings),
             cwd=data_dir.parent,
-            # A process started in the background by a non-interactive shell (CI scripts,
-            # nohup) inherits SIGINT ignored, and Python then never turns it into
-            # KeyboardInterrupt: give the supervisor the default, so SIGINT stops it.
-            preexec_fn=_default_sigint,  # noqa: PLW1509 - only resets one signal
         )
     shop = RunningShop(options, data_dir, settings, process, output_path)
     try:
