@@ -59,7 +59,7 @@ from bench.common import (
     process_cpu_seconds,
 )
 from eventmart.platform.settings import Settings
-from eventmart.stack.base import free_port_block
+from eventmart.stack.base import free_port_block, log_tail
 
 NAME = "checkout"
 TITLE = "checkout end to end"
@@ -191,10 +191,7 @@ class Shop:
                 time.sleep(0.5)
 
     def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines=lines) or "(no log)"
 
     def processes(self) -> dict[int, str]:
         """pid -> short name (`ordering`, `web`, ...) of the supervised processes."""
@@ -604,28 +601,24 @@ async def _idle_cpu(shop: Shop, seconds: float) -> dict[str, float]:
     return used
 
 
-def _backlog(shop: Shop) -> int:
-    """Messages not yet consumed, summed over every consumer group of the shop."""
+def _quiesce(shop: Shop, timeout_s: float) -> int:
+    """Wait until the shop has consumed everything (three looks in a row, summed over
+    every consumer group); the backlog left when the time is up. One bus for all looks:
+    the shop is meant to settle, not to answer a new client every second."""
     from eventmart.platform.infra import Platform
 
     platform = Platform(shop.settings())
     try:
-        return sum(r.lag for r in platform.bus.lag())
+        deadline = time.monotonic() + timeout_s
+        quiet = 0
+        while True:
+            left = sum(r.lag for r in platform.bus.lag())
+            quiet = quiet + 1 if left == 0 else 0
+            if quiet >= 3 or time.monotonic() > deadline:
+                return left
+            time.sleep(1.0)
     finally:
         platform.close()
-
-
-def _quiesce(shop: Shop, timeout_s: float) -> int:
-    """Wait until the shop has consumed everything (three looks in a row); the backlog
-    left when the time is up."""
-    deadline = time.monotonic() + timeout_s
-    quiet = 0
-    while True:
-        left = _backlog(shop)
-        quiet = quiet + 1 if left == 0 else 0
-        if quiet >= 3 or time.monotonic() > deadline:
-            return left
-        time.sleep(1.0)
 
 
 @dataclass

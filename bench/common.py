@@ -342,6 +342,16 @@ class Timer:
         self._wall1 = time.perf_counter()
         self._cpu1 = time.process_time()
 
+    @classmethod
+    def started(cls) -> Timer:
+        """A timer running from now, for a start that is not the top of a block."""
+        return cls().__enter__()
+
+    def stop(self) -> tuple[float, float]:
+        """Stop; (wall, CPU) seconds."""
+        self.__exit__()
+        return self.wall, self.cpu
+
     @property
     def wall(self) -> float:
         end = self._wall1 if self._wall1 is not None else time.perf_counter()

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 import uuid
 from collections.abc import Callable
 from functools import partial
@@ -51,6 +50,7 @@ from confluent_kafka import Consumer as RawConsumer
 from confluent_kafka import Producer as RawProducer
 from confluent_kafka import TopicPartition as RawPartition
 
+from bench.common import Timer
 from eventmart.platform.bus import OutgoingRecord, TopicPartition
 from eventmart.platform.bus.kafka import KafkaBus
 from eventmart.platform.runtime import settle_heap
@@ -72,25 +72,16 @@ def _headers(i: int) -> tuple[tuple[str, bytes], ...]:
     )
 
 
-class _Clock:
-    """Wall time and this process's CPU time (all its threads, librdkafka's included)."""
-
-    def __init__(self) -> None:
-        self.wall = time.perf_counter()
-        self.cpu = time.process_time()
-
-    def stop(self) -> tuple[float, float]:
-        return time.perf_counter() - self.wall, time.process_time() - self.cpu
-
-
 def _records(topic: str, n: int, size: int) -> list[OutgoingRecord]:
     value = b"\x00" * size
     return [OutgoingRecord(topic, f"order-{i % 1000}", value, _headers(i)) for i in range(n)]
 
 
-def _raw_producer_config(bus: KafkaBus) -> dict[str, Any]:
+def raw_producer_config(bootstrap: str) -> dict[str, Any]:
+    """The raw baselines' producer: the settings KafkaProducer uses (idempotent, acks=all,
+    CRC32 partitioner, linger 5 ms)."""
     return {
-        "bootstrap.servers": bus.bootstrap_servers,
+        "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
         "partitioner": "consistent",
@@ -104,11 +95,12 @@ def _raw_produce(
     # Records are built here and dropped on return: a big live heap would make the
     # consumers' garbage collections, not the code under test, dominate what follows.
     records = _records(topic, n, size)
-    producer = RawProducer(_raw_producer_config(bus))
+    producer = RawProducer(raw_producer_config(bus.bootstrap_servers))
     producer.produce(records[0].topic, b"warm-up", b"warm-up")  # connection and producer id
     producer.flush()
-    clock = _Clock()
+    clock = Timer.started()
     for i, r in enumerate(records, start=1):
+        # Inline, not a helper call: this loop is the baseline being timed.
         while True:
             try:
                 producer.produce(r.topic, r.value, r.key.encode(), headers=list(r.headers))
@@ -125,7 +117,7 @@ def _bus_produce(bus: KafkaBus, topic: str, n: int, size: int, batch: int) -> tu
     records = _records(topic, n, size)
     producer = bus.producer()
     producer.send([OutgoingRecord(records[0].topic, "warm-up", b"warm-up")])
-    clock = _Clock()
+    clock = Timer.started()
     for i in range(0, len(records), batch):
         producer.send(records[i : i + batch])
     took = clock.stop()
@@ -145,14 +137,14 @@ def _raw_consume(bus: KafkaBus, topic: str, n: int, batch: int) -> tuple[float, 
     )
     consumer.subscribe([topic])
     seen = 0
-    clock: _Clock | None = None  # from the first batch: the group join is not measured
+    clock: Timer | None = None  # from the first batch: the group join is not measured
     try:
         while seen < n:
             messages = consumer.consume(batch, 1.0)
             if not messages:
                 continue
             if clock is None:
-                clock = _Clock()
+                clock = Timer.started()
             offsets: dict[tuple[Any, Any], Any] = {}
             for m in messages:
                 if m.error() is not None:
@@ -179,14 +171,14 @@ def _raw_consume(bus: KafkaBus, topic: str, n: int, batch: int) -> tuple[float, 
 def _bus_consume(bus: KafkaBus, topic: str, n: int, batch: int) -> tuple[float, float]:
     consumer = bus.consumer(f"bench-bus-{uuid.uuid4().hex[:8]}", [topic])
     seen = 0
-    clock: _Clock | None = None  # from the first batch: the group join is not measured
+    clock: Timer | None = None  # from the first batch: the group join is not measured
     try:
         while seen < n:
             records = consumer.poll(batch, 1.0)
             if not records:
                 continue
             if clock is None:
-                clock = _Clock()
+                clock = Timer.started()
             ends: dict[tuple[str, int], int] = {}
             for r in records:
                 ends[(r.topic, r.partition)] = r.offset + 1

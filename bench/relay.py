@@ -31,6 +31,7 @@ from bench.common import BenchResult, Context, Figure, Floor, Measure, Timer, al
 from eventmart.platform.bus import partition_for
 from eventmart.platform.bus.sqlite_log import SqliteLog
 from eventmart.platform.db import Database
+from eventmart.platform.messages import Headers
 from eventmart.platform.store.outbox import Outbox, OutboxRelay
 
 NAME = "relay"
@@ -49,39 +50,56 @@ def _sizes(quick: bool) -> tuple[int, int]:
     return (30_000, 1) if quick else (100_000, 3)
 
 
-def _fill(folder: Path, n: int) -> tuple[Database, Outbox, SqliteLog]:
-    db = Database(f"sqlite:///{folder / 'service.db'}")
+def _outbox(url: str, n: int, per_tx: int) -> tuple[Database, Outbox]:
+    """An outbox holding `n` rows, written `per_tx` to a transaction."""
+    db = Database(url)
     metadata = MetaData()
     outbox = Outbox(metadata)
     metadata.create_all(db.engine)
     rows = records(TOPIC, n)
-    for i in range(0, n, ROWS_PER_TX):
+    for i in range(0, n, per_tx):
         with db.transaction() as conn:
-            outbox.add(conn, rows[i : i + ROWS_PER_TX])
+            outbox.add(conn, rows[i : i + per_tx])
+    return db, outbox
+
+
+def _fill(folder: Path, n: int) -> tuple[Database, Outbox, SqliteLog]:
+    db, outbox = _outbox(f"sqlite:///{folder / 'service.db'}", n, ROWS_PER_TX)
     bus = SqliteLog(folder / "bus.db", default_partitions=PARTITIONS)
     bus.ensure_topic(TOPIC, PARTITIONS)
     return db, outbox, bus
 
 
-def _eventmart(folder: Path, n: int) -> tuple[float, float]:
-    db, outbox, bus = _fill(folder, n)
-    producer = bus.producer()
-    relay = OutboxRelay(db, outbox, producer, batch_size=BATCH)
+def _relay_all(relay: OutboxRelay, n: int, timeout_s: float = 600.0) -> tuple[float, float]:
+    """Run `relay` in a thread until it has published `n` records; (wall, CPU) taken."""
     stop = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stop,), name="bench-relay", daemon=True)
     try:
         with Timer() as took:
             thread.start()
+            deadline = time.monotonic() + timeout_s
             while relay.published < n:
+                if time.monotonic() > deadline or not thread.is_alive():
+                    raise RuntimeError(
+                        f"relay published {relay.published} of {n} in {timeout_s:.0f} s"
+                    )
                 time.sleep(0.002)
-        rates = took.rates(n)
+        return took.rates(n)
     finally:
         stop.set()
         thread.join(10)
+
+
+def _eventmart(folder: Path, n: int) -> tuple[float, float]:
+    db, outbox, bus = _fill(folder, n)
+    producer = bus.producer()
+    try:
+        rates = _relay_all(OutboxRelay(db, outbox, producer, batch_size=BATCH), n)
+        assert sum(bus.end_offsets(TOPIC).values()) == n
+    finally:
         producer.close()
         bus.close()
         db.dispose()
-    assert sum(bus.end_offsets(TOPIC).values()) == n
     return rates
 
 
@@ -167,47 +185,23 @@ def run(ctx: Context) -> BenchResult:
 PG_EM = "eventmart OutboxRelay"
 PG_RAW = "raw psycopg + confluent-kafka"
 PG_FLOOR = 10_000.0
-
-
-def _pg_fill(url: str, n: int) -> tuple[Database, Outbox]:
-    db = Database(url)
-    metadata = MetaData()
-    outbox = Outbox(metadata)
-    metadata.create_all(db.engine)
-    rows = records(TOPIC, n)
-    for i in range(0, n, ROWS_PER_TX * 10):  # bigger units here: PostgreSQL commits are slower
-        with db.transaction() as conn:
-            outbox.add(conn, rows[i : i + ROWS_PER_TX * 10])
-    return db, outbox
+PG_ROWS_PER_TX = ROWS_PER_TX * 10  # bigger units: PostgreSQL commits are slower
 
 
 def _pg_eventmart(url: str, bootstrap: str, n: int) -> tuple[float, float]:
     from eventmart.platform.bus.kafka import KafkaBus
     from eventmart.platform.settings import Settings
 
-    db, outbox = _pg_fill(url, n)
+    db, outbox = _outbox(url, n, PG_ROWS_PER_TX)
     bus = KafkaBus(Settings(kafka_bootstrap_servers=bootstrap, partitions=PARTITIONS))  # type: ignore[call-arg]
     bus.ensure_topic(TOPIC, PARTITIONS)
     producer = bus.producer()
-    relay = OutboxRelay(db, outbox, producer, batch_size=BATCH)
-    stop = threading.Event()
-    thread = threading.Thread(target=relay.run, args=(stop,), name="bench-relay", daemon=True)
     try:
-        with Timer() as took:
-            thread.start()
-            deadline = time.monotonic() + 600
-            while relay.published < n:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"relay published {relay.published} of {n} in 600 s")
-                time.sleep(0.005)
-        rates = took.rates(n)
+        return _relay_all(OutboxRelay(db, outbox, producer, batch_size=BATCH), n)
     finally:
-        stop.set()
-        thread.join(10)
         producer.close()
         bus.close()
         db.dispose()
-    return rates
 
 
 def _pg_raw(url: str, bootstrap: str, n: int) -> tuple[float, float]:
@@ -216,19 +210,13 @@ def _pg_raw(url: str, bootstrap: str, n: int) -> tuple[float, float]:
     from confluent_kafka import Producer as RawProducer
     from sqlalchemy.engine import make_url
 
-    db, _ = _pg_fill(url, n)
+    from bench.kafka_bus import raw_producer_config
+
+    db, _ = _outbox(url, n, PG_ROWS_PER_TX)
     db.dispose()
-    decode = msgspec.msgpack.Decoder(tuple[tuple[str, bytes], ...]).decode
+    decode = msgspec.msgpack.Decoder(Headers).decode
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    producer = RawProducer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "partitioner": "consistent",
-            "linger.ms": 5,
-        }
-    )
+    producer = RawProducer(raw_producer_config(bootstrap))
     producer.produce(TOPIC, b"warm-up", b"warm-up")
     producer.flush()
     published = 0
@@ -243,7 +231,7 @@ def _pg_raw(url: str, bootstrap: str, n: int) -> tuple[float, float]:
                 if not rows:
                     break
                 for _, topic, key, headers, value in rows:
-                    while True:
+                    while True:  # inline: this loop is the baseline being timed
                         try:
                             producer.produce(
                                 topic, value, key.encode(), headers=list(decode(headers))

@@ -20,7 +20,6 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from eventmart.edge.app import create_bff
-from eventmart.edge.storefront import storefront_router
 from eventmart.platform.auth import Principal, issue_token
 from eventmart.platform.http import Downstream
 from eventmart.platform.infra import Platform
@@ -171,8 +170,6 @@ def running_gateway(
     platform = Platform(settings)
     app = create_bff(kind, platform)
     gateway = app.state.gateway
-    if kind == "web":
-        storefront_router(app, gateway)  # already wired by create_bff: a second call is harmless
     fakes = FakeServices()
     for name, downstream in list(gateway.downstream.items()):
         # Each service faked at the HTTP level; a down fake fails at once (no retries).

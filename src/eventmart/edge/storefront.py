@@ -562,12 +562,8 @@ def _pages(request: Request, page: int, page_size: int, total: int) -> dict[str,
 
 
 def storefront_router(app: FastAPI, gateway: Gateway) -> None:
-    """Install the storefront and ops pages and `/static` on the web BFF (idempotent)."""
-    if getattr(app.state, "storefront", None) is not None:
-        return
-    shop = Storefront(app, gateway)
-    app.state.storefront = shop
-    app.include_router(_pages_router(shop))
+    """Install the storefront and ops pages and `/static` on the web BFF."""
+    app.include_router(_pages_router(Storefront(app, gateway)))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 
