@@ -192,6 +192,8 @@ def test_unknown_product_is_a_404_page(shop: Shop) -> None:
     assert page.status_code == 404
     assert text_of(page.text, "page-error") == ["product nope not found"]
     assert shop.get("/products/%3Cscript%3E").status_code == 404
+    # "$" also matches before a final newline: the page must refuse what the API refuses.
+    assert shop.get("/products/nope%0A").status_code == 404
 
 
 def test_a_product_name_with_markup_is_escaped_everywhere(shop: Shop) -> None:

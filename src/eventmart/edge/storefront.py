@@ -622,7 +622,7 @@ def _pages_router(shop: Storefront) -> APIRouter:
 
     @pages.get("/products/{product_id}", response_class=HTMLResponse)
     async def product(request: Request, product_id: str) -> Response:
-        if not ID_PATTERN.match(product_id):
+        if not ID_PATTERN.fullmatch(product_id):
             return shop.error(request, 404, f"product {product_id} not found")
         async with shop.api(request) as api:
             found = await api.get(f"/api/products/{product_id}")
@@ -761,7 +761,7 @@ def _pages_router(shop: Storefront) -> APIRouter:
     async def order(request: Request, order_id: str) -> Response:
         if shop.who(request) is None:
             return shop.to_login(request)
-        if not ID_PATTERN.match(order_id):
+        if not ID_PATTERN.fullmatch(order_id):
             return shop.error(request, 404, f"order {order_id} not found")
         async with shop.api(request) as api:
             answer = await api.get(f"/api/orders/{order_id}")
@@ -799,7 +799,7 @@ def _pages_router(shop: Storefront) -> APIRouter:
             "waterfall": None,
             "trace_error": None,
         }
-        if not ID_PATTERN.match(order_id):
+        if not ID_PATTERN.fullmatch(order_id):
             return {**found, "error": f"order id: {order_id!r} is not an order id"}
         history, traces = await asyncio.gather(
             api.get(f"/api/ops/streams/order-{order_id}"),
