@@ -210,14 +210,17 @@ class SlowHasher(PasswordHasher):
         return super().verify(hash, password)
 
 
+def _slow_passwords(max_wait_s: float) -> Passwords:
+    """Identity's password checker with two slots and a slow hasher."""
+    return Passwords(SlowHasher(), max_concurrent=2, max_wait_s=max_wait_s)
+
+
 def test_concurrent_logins_beyond_the_bound_wait_briefly_then_are_refused(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        identity_service,
-        "Passwords",
-        lambda: Passwords(SlowHasher(), max_concurrent=2, max_wait_s=0.2),
-    )
+    # Identity waits for a slot half the gateways' timeout: 0.2 s here.
+    settings = settings.model_copy(update={"downstream_timeout_s": 0.4})
+    monkeypatch.setattr(identity_service, "Passwords", _slow_passwords)
     with running("identity", settings) as h:
         assert _register(h, "ivy@example.com").status_code == 201
 
@@ -239,11 +242,8 @@ def test_concurrent_logins_beyond_the_bound_wait_briefly_then_are_refused(
 def test_a_burst_of_logins_within_the_wait_is_served(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        identity_service,
-        "Passwords",
-        lambda: Passwords(SlowHasher(), max_concurrent=2, max_wait_s=5),
-    )
+    settings = settings.model_copy(update={"downstream_timeout_s": 10.0})  # 5 s for a slot
+    monkeypatch.setattr(identity_service, "Passwords", _slow_passwords)
     with running("identity", settings) as h:
         assert _register(h, "jo@example.com").status_code == 201
 

@@ -19,7 +19,10 @@ def build(platform: Platform) -> Service:
     users = UserTable(store.metadata)
     app = service_app(NAME, platform.settings)
     service = Service(name=NAME, store=store, app=app, produces=[UserRegistered])
-    passwords = Passwords()  # one bound on concurrent hashing for the whole process
+    # One bound on concurrent hashing for the whole process. A request waits for a slot at
+    # most half the time its caller (a gateway) waits for the answer, so its 503 +
+    # Retry-After arrives before the caller gives up, with time left for the hash itself.
+    passwords = Passwords(max_wait_s=platform.settings.downstream_timeout_s / 2)
     app.state.passwords = passwords
     app.include_router(router(service, users, passwords))
     return service
