@@ -6,6 +6,7 @@ upgrading a read lock to a write lock; readers never block writers (WAL).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
@@ -175,17 +176,30 @@ def _pg_database_exists(conn: Connection, name: str) -> bool:
 def dialect_insert(conn: Connection, table: Table) -> Any:
     """An INSERT that knows ON CONFLICT (`on_conflict_do_nothing/do_update`), in the
     connection's dialect: the one upsert spelling SQLite and PostgreSQL share."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"eventmart supports SQLite and PostgreSQL, not {conn.dialect.name}")
+    return _insert(table, conn.dialect.name)
 
 
 def upsert_statement(conn: Connection, table: Table) -> Any:
     """INSERT ... ON CONFLICT (primary key) DO UPDATE every other column, in the
     connection's dialect."""
-    stmt = dialect_insert(conn, table)
+    return _upsert(table, conn.dialect.name)
+
+
+# Statements are immutable, so each is built once per table and dialect: handlers ask for
+# them for every message, and building one costs more than SQLAlchemy's cached compile.
+# Bounded: test sessions make tables by the hundred.
+@functools.lru_cache(maxsize=512)
+def _insert(table: Table, dialect: str) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"eventmart supports SQLite and PostgreSQL, not {dialect}")
+
+
+@functools.lru_cache(maxsize=512)
+def _upsert(table: Table, dialect: str) -> Any:
+    stmt = _insert(table, dialect)
     keys = [c.name for c in table.primary_key.columns]
     changes = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
     return stmt.on_conflict_do_update(index_elements=keys, set_=changes)
