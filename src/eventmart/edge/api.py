@@ -19,13 +19,13 @@ from sse_starlette.sse import EventSourceResponse
 
 from eventmart.edge.gateway import Gateway, passthrough
 from eventmart.edge.schema import COMMON_ERRORS, ResourceId, errors, json_errors, segment
-from eventmart.edge.shapes import ShapeModels
+from eventmart.edge.shapes import OrderItem, ShapeModels
 from eventmart.platform import metrics
 from eventmart.platform.auth import AdminUser, CurrentUser, Principal
 from eventmart.platform.http import DownstreamUnavailableError
+from eventmart.services.basket.api import IDEMPOTENCY_KEY_MAX
 
 TERMINAL = frozenset({"DELIVERED", "CANCELLED"})
-IDEMPOTENCY_KEY_MAX = 100
 
 # Right after a checkout (202) the order travels basket -> ordering -> read side
 # asynchronously. An order id minted this recently (order ids are UUIDv7: they carry the
@@ -144,16 +144,6 @@ class CheckoutOut(BaseModel):
     order_id: str
 
 
-class OrderLineOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    product_id: str
-    sku: str
-    name: str
-    quantity: int
-    unit_price_cents: int
-
-
 class OrderStateOut(BaseModel):
     """The write side's (ordering's) view of an order, as a cancel answers it."""
 
@@ -164,7 +154,7 @@ class OrderStateOut(BaseModel):
     status: str
     cancellation_reason: str | None = None
     total_cents: int
-    items: list[OrderLineOut]
+    items: list[OrderItem]
     version: int
 
 
