@@ -68,7 +68,12 @@ class Downstream:
             base_url=base_url,
             timeout=httpx.Timeout(timeout_s, connect=min(1.0, timeout_s)),
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                # Below uvicorn's 5 s keep-alive: with both at 5 s, a pooled connection
+                # could be reused just as the server closed it, and a request that may not
+                # be retried (a POST without Idempotency-Key) failed with a reset.
+                keepalive_expiry=2.0,
             ),
             transport=transport,
         )
