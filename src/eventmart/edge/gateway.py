@@ -8,7 +8,6 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -72,46 +71,7 @@ class Gateway:
         await asyncio.gather(*(d.aclose() for d in self.downstream.values()))
 
     def install(self, app: FastAPI) -> None:
-        settings = self.platform.settings
-
-        @app.middleware("http")
-        async def edge_policies(
-            request: Request, call_next: Callable[[Request], Awaitable[Response]]
-        ) -> Response:
-            path = request.url.path
-            if path.startswith(UNLIMITED_PATHS):
-                return await call_next(request)
-            # 1. Size limit, before reading anything.
-            length = request.headers.get("content-length")
-            if length and length.isdigit() and int(length) > settings.max_body_bytes:
-                return JSONResponse(
-                    {"detail": f"request body is larger than {settings.max_body_bytes} bytes"},
-                    status_code=413,
-                )
-            # 2. Load shedding: refuse early rather than queue without bound.
-            if self.inflight >= settings.max_inflight_requests:
-                metrics.SHED.labels(self.name, "inflight").inc()
-                return JSONResponse(
-                    {"detail": "the shop is busy; retry shortly"},
-                    status_code=503,
-                    headers={"Retry-After": "1"},
-                )
-            # 3. Rate limit per client: the token's user if any, else the address.
-            key = _client_key(request)
-            if not self.limiter.hit(self.limit, self.name, key):
-                stats = self.limiter.get_window_stats(self.limit, self.name, key)
-                retry = max(1, math.ceil(stats.reset_time - time.time()))
-                metrics.SHED.labels(self.name, "rate_limit").inc()
-                return JSONResponse(
-                    {"detail": f"rate limit of {settings.rate_limit} exceeded"},
-                    status_code=429,
-                    headers={"Retry-After": str(retry)},
-                )
-            self.inflight += 1
-            try:
-                return await call_next(request)
-            finally:
-                self.inflight -= 1
+        app.add_middleware(EdgePolicies, gateway=self)
 
         @app.exception_handler(DownstreamUnavailableError)
         async def unavailable(_request: Request, exc: DownstreamUnavailableError) -> Response:
@@ -146,6 +106,64 @@ class Gateway:
         # Outside the edge policies (so their own failures are caught too), inside the
         # correlation and tracing middleware installed after this.
         app.add_middleware(AnswerUnexpectedErrors)
+
+
+class EdgePolicies:
+    """What the edge refuses before any route runs, cheapest check first: a body over the
+    size limit (413), more requests in flight than the gateway takes (503), a client over
+    its rate limit (429). Health, readiness, metrics and static files are exempt.
+
+    A plain ASGI middleware (see eventmart.platform.runtime.Correlation for why)."""
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+        self.settings = gateway.platform.settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(UNLIMITED_PATHS):
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refusal(Request(scope))
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        gateway = self.gateway
+        gateway.inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            gateway.inflight -= 1
+
+    def _refusal(self, request: Request) -> Response | None:
+        settings, gateway = self.settings, self.gateway
+        # 1. Size limit, before reading anything.
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_body_bytes:
+            return JSONResponse(
+                {"detail": f"request body is larger than {settings.max_body_bytes} bytes"},
+                status_code=413,
+            )
+        # 2. Load shedding: refuse early rather than queue without bound.
+        if gateway.inflight >= settings.max_inflight_requests:
+            metrics.SHED.labels(gateway.name, "inflight").inc()
+            return JSONResponse(
+                {"detail": "the shop is busy; retry shortly"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        # 3. Rate limit per client: the token's user if any, else the address.
+        key = _client_key(request)
+        if not gateway.limiter.hit(gateway.limit, gateway.name, key):
+            stats = gateway.limiter.get_window_stats(gateway.limit, gateway.name, key)
+            retry = max(1, math.ceil(stats.reset_time - time.time()))
+            metrics.SHED.labels(gateway.name, "rate_limit").inc()
+            return JSONResponse(
+                {"detail": f"rate limit of {settings.rate_limit} exceeded"},
+                status_code=429,
+                headers={"Retry-After": str(retry)},
+            )
+        return None
 
 
 class AnswerUnexpectedErrors:

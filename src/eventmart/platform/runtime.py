@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +26,9 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
 
 from eventmart.platform import metrics
 from eventmart.platform.consumer import ConsumerRunner, RetryPolicy
@@ -276,6 +279,48 @@ def serve_http(app: FastAPI, host: str, port: int, gc_young_threshold: int) -> N
     uvicorn.Server(config).run(sockets=[sock])
 
 
+class Correlation:
+    """Every HTTP request runs under a correlation id (the caller's X-Correlation-ID, or a
+    new one), echoed in the answer, and is counted and timed in the metrics.
+
+    A plain ASGI middleware rather than `@app.middleware("http")`: Starlette's
+    BaseHTTPMiddleware runs the rest of the app in a second task and copies the answer
+    through memory streams, a quarter of a gateway's CPU per proxied request (measured
+    with py-spy on the web BFF).
+    """
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        corr = _incoming_id(headers.get(CORRELATION_HEADER)) or uuid.uuid4().hex
+        scope.setdefault("state", {})["correlation_id"] = corr  # request.state.correlation_id
+        echoed = (CORRELATION_HEADER.lower().encode(), corr.encode())
+        status = 500  # if the app raises before answering
+        started = time.perf_counter()
+
+        async def answer(message: AsgiMessage) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                kept = [h for h in message.get("headers", ()) if h[0].lower() != echoed[0]]
+                message["headers"] = [*kept, echoed]
+            await send(message)
+
+        try:
+            with caused_by(corr, _incoming_id(headers.get("X-Request-ID")) or corr):
+                await self.app(scope, receive, answer)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            metrics.HTTP_REQUESTS.labels(self.service, scope["method"], path, str(status)).inc()
+            metrics.HTTP_SECONDS.labels(self.service, path).observe(time.perf_counter() - started)
+
+
 def install_service_defaults(
     app: FastAPI,
     service: str,
@@ -300,21 +345,7 @@ def install_service_defaults(
             refresh_lag_metrics(runtime)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.middleware("http")
-    async def correlation(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        corr = _incoming_id(request.headers.get(CORRELATION_HEADER)) or uuid.uuid4().hex
-        request.state.correlation_id = corr
-        started = time.perf_counter()
-        with caused_by(corr, _incoming_id(request.headers.get("X-Request-ID")) or corr):
-            response = await call_next(request)
-        response.headers[CORRELATION_HEADER] = corr
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.HTTP_REQUESTS.labels(service, request.method, path, str(response.status_code)).inc()
-        metrics.HTTP_SECONDS.labels(service, path).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(Correlation, service=service)
 
     @app.exception_handler(ConcurrencyError)
     async def conflict(_request: Request, exc: ConcurrencyError) -> Response:
