@@ -74,6 +74,9 @@ def _product_with_stock(shop: Shop, web: httpx.Client, units: int, price_cents: 
             f"/api/admin/inventory/{product_id}/receive", headers=admin, json={"quantity": units}
         )
         assert received.status_code == 200, received.text
+    # The basket learns a product (and its price) from the catalog's events: a shopper can
+    # add it once that event is consumed, as on a real shop a moment after it is listed.
+    shop.quiesce()
     return product_id
 
 
