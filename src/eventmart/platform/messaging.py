@@ -76,6 +76,11 @@ class UnitOfWork:
         self.writer = writer
         self.conn = conn
         self._records: list[OutgoingRecord] = []
+        # What collaborators keep for the length of this unit (a view store's pending
+        # views, say), by a key of their own; and what they write at flush, before the
+        # outbox rows.
+        self.state: dict[object, Any] = {}
+        self._before_flush: list[Callable[[], None]] = []
 
     def publish(self, message: Message, *, key: str | None = None) -> None:
         """Emit `message` when (and only if) this unit of work commits."""
@@ -93,7 +98,15 @@ class UnitOfWork:
     def pending(self) -> list[OutgoingRecord]:
         return list(self._records)
 
+    def before_flush(self, write: Callable[[], None]) -> None:
+        """Call `write` when this unit flushes (just before it commits), ahead of its
+        messages: for writes gathered over the unit and made once."""
+        self._before_flush.append(write)
+
     def flush(self) -> None:
+        for write in self._before_flush:
+            write()
+        self._before_flush.clear()
         self.store.outbox.add(self.conn, self._records)
         self._records.clear()
 

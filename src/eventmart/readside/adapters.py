@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import threading
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,8 +140,6 @@ class SqlViewStore(ViewStore):
             ORDERS: (self.orders, self.timeline),
             PRODUCTS: (self.products,),
         }
-        self._units: weakref.WeakKeyDictionary[UnitOfWork, _Unit] = weakref.WeakKeyDictionary()
-        self._units_lock = threading.Lock()
         # Statements built once (SQLAlchemy caches their compiled form by identity).
         o, t, p = self.orders, self.timeline, self.products
         # An order with its timeline in one query: the order's columns on every timeline
@@ -179,19 +175,11 @@ class SqlViewStore(ViewStore):
     # -- orders ---------------------------------------------------------------------
     # -- the unit of work's views ----------------------------------------------------
     def _unit(self, uow: UnitOfWork) -> _Unit:
-        with self._units_lock:
-            unit = self._units.get(uow)
-            if unit is not None:
-                return unit
-            unit = self._units[uow] = _Unit()
-        conn = uow.conn
-        flush_messages: Callable[[], None] = uow.flush
-
-        def flush() -> None:
-            self._write(conn, unit)
-            flush_messages()
-
-        uow.flush = flush  # type: ignore[method-assign]
+        unit: _Unit | None = uow.state.get(self)
+        if unit is None:
+            unit = uow.state[self] = _Unit()
+            conn = uow.conn
+            uow.before_flush(lambda: self._write(conn, unit))
         return unit
 
     def _write(self, conn: Connection, unit: _Unit) -> None:

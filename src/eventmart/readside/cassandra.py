@@ -57,7 +57,6 @@ import json
 import re
 import threading
 import time
-import weakref
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -278,7 +277,6 @@ class CassandraViewStore(ViewStore):
         self._created = False
         self._prepared: dict[str, Any] = {}
         self._generations: dict[str, tuple[int, float]] = {}  # projection -> (gen, read at)
-        self._units: weakref.WeakKeyDictionary[UnitOfWork, _UnitState] = weakref.WeakKeyDictionary()
 
     # -- plumbing -------------------------------------------------------------------
     @property
@@ -308,11 +306,10 @@ class CassandraViewStore(ViewStore):
         return f"{self.keyspace}.{base}_g{generation}"
 
     def _unit(self, uow: UnitOfWork) -> _UnitState:
-        with self._lock:
-            state = self._units.get(uow)
-            if state is None:
-                state = self._units[uow] = _UnitState()
-            return state
+        state: _UnitState | None = uow.state.get(self)
+        if state is None:
+            state = uow.state[self] = _UnitState()
+        return state
 
     def _unit_generation(self, uow: UnitOfWork, projection: str) -> int:
         state = self._unit(uow)

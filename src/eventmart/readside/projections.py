@@ -8,7 +8,6 @@ consumer of the old generation cannot write into the emptied views.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -166,10 +165,9 @@ class GenerationFence:
         self.views = views
         self.projection = projection
         self.generation = generation
-        self._checked: weakref.ref[UnitOfWork] | None = None
 
     def check(self, uow: UnitOfWork) -> None:
-        if self._checked is not None and self._checked() is uow:
+        if self in uow.state:
             return
         if not self.views.is_current(uow, self.projection, self.generation):
             raise RetryLaterError(
@@ -177,7 +175,7 @@ class GenerationFence:
                 "is retired",
                 delay_s=1.0,
             )
-        self._checked = weakref.ref(uow)
+        uow.state[self] = True
 
 
 def orders_handlers(views: ViewStore, fence: GenerationFence) -> Handlers:
