@@ -23,7 +23,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventmart.platform import metrics
 from eventmart.platform.auth import InvalidTokenError, bearer_token, verify_token
-from eventmart.platform.http import Downstream, DownstreamUnavailableError
+from eventmart.platform.http import (
+    Downstream,
+    DownstreamUnavailableError,
+    answer_detail,
+    retry_after,
+)
 from eventmart.platform.infra import Platform
 from eventmart.services import SERVICE_INDEX
 
@@ -75,18 +80,10 @@ class Gateway:
 
         @app.exception_handler(DownstreamUnavailableError)
         async def unavailable(_request: Request, exc: DownstreamUnavailableError) -> Response:
-            retry_after = str(math.ceil(exc.retry_after_s))
-            detail = str(exc)
-            # A downstream that sheds load itself (503 + Retry-After, e.g. identity when its
-            # password hashing is saturated): pass its answer on, its Retry-After included.
-            answer = getattr(exc.__cause__, "response", None)
-            if isinstance(answer, httpx.Response) and answer.status_code == 503:
-                retry_after = _retry_after(answer) or retry_after
-                detail = _detail(answer) or detail
             return JSONResponse(
-                {"detail": detail, "service": exc.service},
+                {"detail": exc.detail or str(exc), "service": exc.service},
                 status_code=503,
-                headers={"Retry-After": retry_after},
+                headers={"Retry-After": str(math.ceil(exc.retry_after_s))},
             )
 
         @app.exception_handler(ResponseValidationError)
@@ -226,10 +223,10 @@ def passthrough(response: httpx.Response) -> Any:
             502, f"a downstream answered {where} with a redirect ({code} {target})".strip()
         )
     if code >= 400:
-        retry = _retry_after(response)
+        retry = retry_after(response)
         raise HTTPException(
             code,
-            _detail(response) or f"a downstream refused {where} ({code})",
+            answer_detail(response) or f"a downstream refused {where} ({code})",
             headers={"Retry-After": retry} if retry else None,
         )
     try:
@@ -239,19 +236,3 @@ def passthrough(response: httpx.Response) -> Any:
         raise HTTPException(
             502, f"a downstream answered {where} with a body that is not JSON ({kind})"
         ) from None
-
-
-def _detail(response: httpx.Response) -> Any:
-    """A downstream's `detail` (a sentence or a list of invalid fields), else its text."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:500]
-    if isinstance(data, dict) and isinstance(data.get("detail"), str | list):
-        return data["detail"]
-    return response.text[:500]
-
-
-def _retry_after(response: httpx.Response) -> str | None:
-    value = response.headers.get("retry-after", "").strip()
-    return value if value.isdigit() else None

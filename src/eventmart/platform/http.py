@@ -33,11 +33,32 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 class DownstreamUnavailableError(EventmartError):
     """The downstream did not answer usefully (down, slow, failing, or its breaker is open)."""
 
-    def __init__(self, service: str, reason: str, retry_after_s: float = 1.0) -> None:
+    def __init__(
+        self, service: str, reason: str, retry_after_s: float = 1.0, detail: Any = None
+    ) -> None:
         super().__init__(f"{service} is unavailable: {reason}")
         self.service = service
         self.reason = reason
         self.retry_after_s = retry_after_s
+        # The downstream's own explanation, when it shed load itself (a 503 with a detail).
+        self.detail = detail
+
+
+def answer_detail(response: httpx.Response) -> Any:
+    """A downstream's `detail` (a sentence or a list of invalid fields), else its text."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(data, dict) and isinstance(data.get("detail"), str | list):
+        return data["detail"]
+    return response.text[:500]
+
+
+def retry_after(response: httpx.Response) -> str | None:
+    """A downstream's Retry-After in seconds, if it gave one as a number."""
+    value = response.headers.get("retry-after", "").strip()
+    return value if value.isdigit() else None
 
 
 class _ServerError(Exception):
@@ -140,7 +161,17 @@ class Downstream:
         except httpx.TransportError as e:
             raise DownstreamUnavailableError(self.name, f"connection failed ({e})") from e
         except _ServerError as e:
-            raise DownstreamUnavailableError(self.name, f"answered {e.response.status_code}") from e
+            answer = e.response
+            if answer.status_code == 503:
+                # It sheds load itself (identity when password hashing is saturated, say):
+                # its Retry-After and its explanation travel on.
+                raise DownstreamUnavailableError(
+                    self.name,
+                    "answered 503",
+                    retry_after_s=float(retry_after(answer) or 1),
+                    detail=answer_detail(answer),
+                ) from e
+            raise DownstreamUnavailableError(self.name, f"answered {answer.status_code}") from e
 
     async def aclose(self) -> None:
         await self.client.aclose()
