@@ -363,6 +363,19 @@ class KafkaBus(Bus):
                 return self._lag_once(group)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _group_answer(self, future: Any, what: str) -> Any:
+        """An admin answer about one group; None if the group does not exist (any more)."""
+        try:
+            return future.result(timeout=self.ADMIN_TIMEOUT_S)
+        except KafkaException as e:
+            error = _error_of(e)
+            code = error.code() if error is not None else None
+            if code == KafkaError.GROUP_ID_NOT_FOUND:
+                return None
+            if code in _COORDINATOR_BUSY:
+                raise _CoordinatorBusyError(f"{what}: {e}") from e
+            raise KafkaBusError(f"{what}: {e}") from e
+
     def _lag_once(self, group: str | None) -> list[PartitionLag]:
         names = [group] if group is not None else self.groups()
         if not names:
@@ -377,15 +390,9 @@ class KafkaBus(Bus):
         described = self.admin.describe_consumer_groups(names, request_timeout=self.ADMIN_TIMEOUT_S)
         committed: dict[tuple[str, str, int], int] = {}
         for g, future in offset_futures.items():
-            try:
-                result = future.result(timeout=self.ADMIN_TIMEOUT_S)
-            except KafkaException as e:
-                error = _error_of(e)
-                if error is not None and error.code() == KafkaError.GROUP_ID_NOT_FOUND:
-                    continue
-                if error is not None and error.code() in _COORDINATOR_BUSY:
-                    raise _CoordinatorBusyError(f"committed offsets of group {g!r}: {e}") from e
-                raise KafkaBusError(f"committed offsets of group {g!r}: {e}") from e
+            result = self._group_answer(future, f"committed offsets of group {g!r}")
+            if result is None:
+                continue
             for tp in result.topic_partitions or ():
                 if tp.offset >= 0:
                     committed[(g, tp.topic, tp.partition)] = int(tp.offset)
@@ -393,15 +400,9 @@ class KafkaBus(Bus):
                     committed.setdefault((g, tp.topic, tp.partition), 0)
         owners: dict[tuple[str, str, int], str] = {}
         for g, future in described.items():
-            try:
-                description = future.result(timeout=self.ADMIN_TIMEOUT_S)
-            except KafkaException as e:
-                error = _error_of(e)
-                if error is not None and error.code() == KafkaError.GROUP_ID_NOT_FOUND:
-                    continue
-                if error is not None and error.code() in _COORDINATOR_BUSY:
-                    raise _CoordinatorBusyError(f"members of group {g!r}: {e}") from e
-                raise KafkaBusError(f"members of group {g!r}: {e}") from e
+            description = self._group_answer(future, f"members of group {g!r}")
+            if description is None:
+                continue
             for member in description.members or ():
                 assignment = member.assignment.topic_partitions if member.assignment else []
                 for tp in assignment or ():
