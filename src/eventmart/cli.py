@@ -190,7 +190,11 @@ def migrate(
         typer.Option("--service", help="Only this service's database (or 'registry')."),
     ] = None,
     status: Annotated[
-        bool, typer.Option("--status", help="Show each database's revision and head only.")
+        bool,
+        typer.Option(
+            "--status",
+            help="Show each database's revision and head only; exit 1 if any is behind.",
+        ),
     ] = False,
     data_dir: DataDir = None,
     profile: ProfileOpt = None,
@@ -198,7 +202,8 @@ def migrate(
     """Upgrade every service database and the registry's to the latest migrations.
 
     Services also do this when they start; run it first to see a long migration through,
-    or to check (--status) what a deployment would change."""
+    or to check (--status) what a deployment would change: it exits 1 when a database is
+    behind or not created yet, so a deploy script can stop there."""
     from eventmart.platform.infra import Platform
     from eventmart.platform.migrations import REGISTRY, MigrationError, Migrations, database_name
     from eventmart.services import SERVICE_INDEX, build_service
@@ -209,6 +214,7 @@ def migrate(
     settings = load_settings(data_dir, profile)
     platform = Platform(settings)
     table = Table(title="migrations" + (" (status)" if status else ""))
+    pending = 0
     for col in ("service", "database", "revision", *(["head"] if status else []), "state"):
         table.add_column(col)
     try:
@@ -234,6 +240,7 @@ def migrate(
                     if found.up_to_date
                     else "behind"
                 )
+                pending += state != "up to date"
             else:
                 outcome = migrations.upgrade() if store is None else store.migrate()
                 current = ", ".join(outcome.after)
@@ -252,6 +259,9 @@ def migrate(
     finally:
         platform.close()
     console.print(table)
+    if pending:
+        console.print(f"{pending} database(s) to migrate: run `eventmart migrate`.")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -116,8 +116,9 @@ def test_migrate_upgrades_every_database_and_status_compares_with_head(tmp_path:
     data = tmp_path / "data"
     args = ["--data-dir", str(data), "--profile", "embedded"]
     status = runner.invoke(app, ["migrate", "--status", *args], terminal_width=200)
-    assert status.exit_code == 0, status.output
+    assert status.exit_code == 1, status.output  # a deploy script sees work to do
     assert status.output.count("not created") == len(SERVICE_INDEX) + 1
+    assert "run `eventmart migrate`" in status.output
     assert not data.exists() or not list(data.glob("*.db"))
 
     done = runner.invoke(app, ["migrate", *args], terminal_width=200)
@@ -131,6 +132,7 @@ def test_migrate_upgrades_every_database_and_status_compares_with_head(tmp_path:
     }
 
     status = runner.invoke(app, ["migrate", "--status", *args], terminal_width=200)
+    assert status.exit_code == 0, status.output
     assert status.output.count("up to date") == len(SERVICE_INDEX) + 1, status.output
 
 
