@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventmart.platform import metrics
-from eventmart.platform.auth import InvalidTokenError, bearer_token, verify_token
+from eventmart.platform.auth import InvalidTokenError, request_principal
 from eventmart.platform.http import (
     Downstream,
     DownstreamUnavailableError,
@@ -200,12 +200,12 @@ class AnswerUnexpectedErrors:
 
 
 def _client_key(request: Request) -> str:
-    token = bearer_token(request)
-    if token:
-        try:
-            return "user:" + verify_token(request.app.state.settings, token).user_id
-        except InvalidTokenError:
-            pass
+    try:
+        principal = request_principal(request)
+    except InvalidTokenError:
+        principal = None
+    if principal is not None:
+        return "user:" + principal.user_id
     return "ip:" + (request.client.host if request.client else "unknown")
 
 

@@ -112,7 +112,7 @@ from starlette.types import ASGIApp
 from eventmart.edge.api import TERMINAL, may_be_in_flight
 from eventmart.edge.gateway import Gateway
 from eventmart.edge.schema import ID_PATTERN  # what the API accepts as an id
-from eventmart.platform.auth import InvalidTokenError, Principal, bearer_token, verify_token
+from eventmart.platform.auth import InvalidTokenError, Principal, bearer_token, request_principal
 from eventmart.platform.runtime import CORRELATION_HEADER
 
 HERE = Path(__file__).parent
@@ -434,11 +434,8 @@ class Storefront:
 
     # -- who is asking --------------------------------------------------------------
     def who(self, request: Request) -> Principal | None:
-        token = bearer_token(request)
-        if not token:
-            return None
         try:
-            return verify_token(self.settings, token)
+            return request_principal(request)
         except InvalidTokenError:
             return None
 

@@ -72,23 +72,46 @@ def bearer_token(request: Request) -> str | None:
     return token
 
 
-def _principal(request: Request) -> Principal:
-    settings: Settings = request.app.state.settings
+_VERIFIED = "eventmart_verified_token"
+
+
+def request_principal(request: Request) -> Principal | None:
+    """Who the request's token says is asking; None if it carries no token; raises
+    InvalidTokenError for a bad one. Verified once per request and remembered in its
+    state: a gateway's rate limit, the route's dependency and a storefront page all ask."""
     token = bearer_token(request)
     if token is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing bearer token: log in first",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        return None
+    state = request.scope.setdefault("state", {})
+    seen: tuple[str, Principal | str] | None = state.get(_VERIFIED)
+    if seen is None or seen[0] != token:
+        settings: Settings = request.app.state.settings
+        try:
+            seen = (token, verify_token(settings, token))
+        except InvalidTokenError as e:
+            seen = (token, str(e))
+        state[_VERIFIED] = seen
+    if isinstance(seen[1], str):
+        raise InvalidTokenError(seen[1])
+    return seen[1]
+
+
+def _principal(request: Request) -> Principal:
     try:
-        return verify_token(settings, token)
+        principal = request_principal(request)
     except InvalidTokenError as e:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             f"invalid token: {e}",
             headers={"WWW-Authenticate": "Bearer"},
         ) from e
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer token: log in first",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
 
 
 def _admin(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
