@@ -216,17 +216,17 @@ def passthrough(response: httpx.Response) -> Any:
     follow a downstream elsewhere) or a success whose body is not JSON.
     """
     code = response.status_code
-    where = f"{response.request.method} {response.request.url.path}"
     if 300 <= code < 400:
         target = response.headers.get("location", "")
         raise HTTPException(
-            502, f"a downstream answered {where} with a redirect ({code} {target})".strip()
+            502,
+            f"a downstream answered {_where(response)} with a redirect ({code} {target})".strip(),
         )
     if code >= 400:
         retry = retry_after(response)
         raise HTTPException(
             code,
-            answer_detail(response) or f"a downstream refused {where} ({code})",
+            answer_detail(response) or f"a downstream refused {_where(response)} ({code})",
             headers={"Retry-After": retry} if retry else None,
         )
     try:
@@ -234,5 +234,10 @@ def passthrough(response: httpx.Response) -> Any:
     except ValueError:
         kind = response.headers.get("content-type", "no content type")
         raise HTTPException(
-            502, f"a downstream answered {where} with a body that is not JSON ({kind})"
+            502, f"a downstream answered {_where(response)} with a body that is not JSON ({kind})"
         ) from None
+
+
+def _where(response: httpx.Response) -> str:
+    # Only for an answer that is refused: the happy path (every proxied request) skips it.
+    return f"{response.request.method} {response.request.url.path}"
