@@ -68,11 +68,21 @@ class Shopper:
     def checkout_response(
         self, card_token: str = "tok_visa", key: str | None = None
     ) -> httpx.Response:
-        return self.http.post(
-            "/api/basket/checkout",
-            json={"shipping_address": ADDRESS, "card_token": card_token},
-            headers={**self.headers, "Idempotency-Key": key or uuid.uuid4().hex},
-        )
+        """POST the checkout as a well-behaved client does: a 503 with Retry-After (the
+        shop shedding load, e.g. while orders before it are still being worked on) is
+        retried after the time it names, with the same Idempotency-Key."""
+        headers = {**self.headers, "Idempotency-Key": key or uuid.uuid4().hex}
+        deadline = time.monotonic() + 30
+        while True:
+            r = self.http.post(
+                "/api/basket/checkout",
+                json={"shipping_address": ADDRESS, "card_token": card_token},
+                headers=headers,
+            )
+            retry = r.headers.get("Retry-After", "")
+            if r.status_code != 503 or not retry.isdigit() or time.monotonic() > deadline:
+                return r
+            time.sleep(min(2.0, float(retry)))
 
     def order(self, order_id: str) -> httpx.Response:
         return self.http.get(f"/api/orders/{order_id}", headers=self.headers)

@@ -8,7 +8,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,8 @@ from eventmart.platform.http import Downstream
 from eventmart.platform.infra import Platform
 from eventmart.platform.settings import Settings
 
-Handler = Callable[[httpx.Request], httpx.Response]
+# A fake's answer; a coroutine's (an `async def` handler) is awaited by the transport.
+Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
 
 CUSTOMER = Principal(user_id="user-1", email="ada@example.com", role="customer")
 ADMIN = Principal(user_id="admin-1", email="ops@example.com", role="admin")
@@ -49,6 +50,17 @@ def product(pid: str, name: str, available: int | None, **extra: Any) -> dict[st
         **extra,
     }
 
+
+CHECKOUT = {
+    "shipping_address": {
+        "name": "Ada",
+        "line1": "1 Row",
+        "city": "London",
+        "postal_code": "N1",
+        "country": "GB",
+    },
+    "card_token": "tok_visa",
+}
 
 CATALOG = [
     product(P1, "Cast-iron Skillet", 40),
@@ -105,7 +117,7 @@ class FakeServices:
         self.routes.setdefault(service, []).insert(0, (method, re.compile(f"^{path}$"), respond))
 
     def transport(self, service: str) -> httpx.MockTransport:
-        def handle(request: httpx.Request) -> httpx.Response:
+        def handle(request: httpx.Request) -> httpx.Response | Awaitable[httpx.Response]:
             self.seen.append((service, request))
             routes = self.routes.get(service)
             if not routes:
@@ -158,14 +170,14 @@ def text_of(html: str, testid: str) -> list[str]:
 
 @contextmanager
 def running_gateway(
-    tmp_path: Path, kind: Literal["web", "mobile"] = "web", retries: int = 0
+    tmp_path: Path, kind: Literal["web", "mobile"] = "web", retries: int = 0, **settings_: Any
 ) -> Iterator[Shop]:
-    """A gateway of this kind whose downstream services are all fakes."""
+    """A gateway of this kind whose downstream services are all fakes (settings as given,
+    else the defaults tests use)."""
     settings = Settings(
         data_dir=tmp_path / "data",
         environment="test",
-        rate_limit="100000/second",
-        downstream_timeout_s=0.5,
+        **{"rate_limit": "100000/second", "downstream_timeout_s": 0.5, **settings_},
     )
     platform = Platform(settings)
     app = create_bff(kind, platform)

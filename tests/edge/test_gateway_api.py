@@ -24,6 +24,7 @@ from eventmart.edge.schema import ID_PATTERN, segment
 from eventmart.platform.messages import new_id, uuid7
 from tests.edge.support import (
     ADMIN,
+    CHECKOUT,
     CUSTOMER,
     ORDER,
     P1,
@@ -543,22 +544,12 @@ def test_the_schema_describes_each_bffs_own_shapes(
 
 
 def test_checkout_without_an_idempotency_key_is_a_422_naming_it(shop: Shop) -> None:
-    body = {
-        "shipping_address": {
-            "name": "Ada",
-            "line1": "1 Row",
-            "city": "London",
-            "postal_code": "N1",
-            "country": "GB",
-        },
-        "card_token": "tok_visa",
-    }
     headers = shop.headers_for(CUSTOMER)
     # Missing, blank, and not visible ASCII (it is forwarded in a header of our own).
     keys: tuple[str | bytes | None, ...] = (None, "   ", "caf\xe9-1".encode("latin-1"))
     for key in keys:
         sent: dict[str, Any] = headers if key is None else {**headers, "Idempotency-Key": key}
-        r = shop.client.post("/api/basket/checkout", json=body, headers=sent)
+        r = shop.client.post("/api/basket/checkout", json=CHECKOUT, headers=sent)
         assert r.status_code == 422, r.text
         assert [e["loc"] for e in r.json()["detail"]] == [["header", "Idempotency-Key"]]
     assert not shop.fakes.requests("basket")

@@ -8,6 +8,7 @@ downstream URLs percent-encoded (`segment`), so no id can change the downstream 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from typing import Annotated, Any, Protocol
@@ -378,14 +379,13 @@ def api_router(gw: Gateway, shape: Shape) -> APIRouter:
             ),
         ],
     ) -> Any:
-        lag = await gw.ordering_lag()
-        if lag > gw.platform.settings.shed_lag_threshold:
+        refusal = await gw.checkout_refusal()
+        if refusal is not None:
             # Orders are piling up unprocessed: say "later" now instead of queueing more.
-            metrics.SHED.labels(gw.name, "lag").inc()
+            detail, retry_s = refusal
+            metrics.SHED.labels(gw.name, "backlog").inc()
             raise HTTPException(
-                503,
-                f"checkout is busy ({lag} orders waiting); retry shortly",
-                headers={"Retry-After": "2"},
+                503, detail, headers={"Retry-After": str(max(1, math.ceil(retry_s)))}
             )
         headers = {**_auth(request), "Idempotency-Key": idempotency_key}
         return passthrough(

@@ -1,6 +1,20 @@
-"""What both gateways share: downstream clients, rate limits, load shedding, size limits
-and the mapping of downstream failures to 503 + Retry-After (or 502 when a downstream
-answers something that cannot be passed on)."""
+"""What both gateways share: downstream clients, rate limits, admission control and load
+shedding, size limits and the mapping of downstream failures to 503 + Retry-After (or 502
+when a downstream answers something that cannot be passed on).
+
+Why admission control: a gateway that starts work on every request it is sent turns an
+overload into a queue inside the services (threads waiting on locks, event loops with
+hundreds of requests half done), and every answer gets slow, the ones that finally succeed
+included. So a gateway works on at most `max_concurrent_requests` at once; the next ones
+wait in arrival order, each at most `max_queue_wait_s`, and at most
+`max_inflight_requests` are in the gateway at all; a request past those limits is answered
+503 + Retry-After at once, for the price of a few microseconds. A request holds its place
+until its answer starts, so an event stream does not hold one for its whole life.
+
+Checkout also looks one step further: if the ordering group's backlog would take more
+than `shed_backlog_s` to clear (its lag over the rate it has been consuming lately), an
+order accepted now would wait behind it, so checkout is answered 503 until it shrinks.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +22,8 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -23,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventmart.platform import metrics
 from eventmart.platform.auth import InvalidTokenError, request_principal
+from eventmart.platform.bus import PartitionLag
 from eventmart.platform.http import (
     Downstream,
     DownstreamUnavailableError,
@@ -57,20 +74,33 @@ class Gateway:
         }
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
         self.limit = parse(s.rate_limit)
-        self.inflight = 0
-        self._lag_checked = 0.0
-        self._ordering_lag = 0
+        self.admission = Admission(
+            name, s.max_concurrent_requests, s.max_inflight_requests, s.max_queue_wait_s
+        )
+        self.ordering = Backlog(lambda: self.platform.bus.lag("ordering"))
 
     def service(self, name: str) -> Downstream:
         return self.downstream[name]
 
-    async def ordering_lag(self) -> int:
-        """The checkout pipeline's backlog, refreshed at most once a second."""
-        if time.monotonic() - self._lag_checked > 1.0:
-            self._lag_checked = time.monotonic()
-            rows = await run_in_threadpool(self.platform.bus.lag, "ordering")
-            self._ordering_lag = sum(r.lag for r in rows)
-        return self._ordering_lag
+    async def checkout_refusal(self) -> tuple[str, float] | None:
+        """Why a checkout should not be accepted now, and the Retry-After: when ordering
+        (where the saga runs) is too far behind (see the module docstring)."""
+        backlog = await self.ordering.sample()
+        settings = self.platform.settings
+        if backlog.lag > settings.shed_lag_threshold:
+            return f"checkout is busy ({backlog.lag} messages waiting); retry shortly", 2.0
+        clear_s = backlog.clear_s
+        if (
+            clear_s is not None
+            and backlog.lag >= BACKLOG_FLOOR
+            and clear_s > settings.shed_backlog_s
+        ):
+            wait = "a while" if math.isinf(clear_s) else f"about {clear_s:.1f} s"
+            return (
+                f"checkout is busy (the orders before yours need {wait}); retry shortly",
+                min(10.0, clear_s),
+            )
+        return None
 
     async def aclose(self) -> None:
         await asyncio.gather(*(d.aclose() for d in self.downstream.values()))
@@ -105,10 +135,115 @@ class Gateway:
         app.add_middleware(AnswerUnexpectedErrors)
 
 
+# A backlog smaller than this is always let in, however slowly ordering consumed lately:
+# a burst after a quiet spell (whose rate says little) must not be refused.
+BACKLOG_FLOOR = 50
+
+
+class Admission:
+    """At most `limit` requests worked on at once; the next ones wait in arrival order,
+    each at most `max_wait_s`; at most `capacity` in all (working and waiting)."""
+
+    def __init__(self, name: str, limit: int, capacity: int, max_wait_s: float) -> None:
+        self._waited = metrics.ADMISSION_WAIT.labels(name)
+        self.limit = limit
+        self.capacity = max(capacity, limit)
+        self.max_wait_s = max_wait_s
+        self.working = 0
+        self.waiting = 0
+        self._slots = asyncio.Semaphore(limit)
+
+    async def enter(self) -> str | None:
+        """None once admitted (call `leave` after); else why not: "full" (no room to
+        wait) or "timeout" (waited `max_wait_s`)."""
+        if self.working + self.waiting >= self.capacity:
+            return "full"
+        if not self._slots.locked():
+            await self._slots.acquire()  # a free slot: no suspension
+            self.working += 1
+            return None
+        self.waiting += 1
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.max_wait_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            return "timeout"
+        finally:
+            self.waiting -= 1
+        self._waited.observe(time.perf_counter() - started)
+        self.working += 1
+        return None
+
+    def leave(self) -> None:
+        self.working -= 1
+        self._slots.release()
+
+
+@dataclass(frozen=True)
+class BacklogSample:
+    lag: int  # messages not yet consumed
+    rate: float | None  # messages consumed per second lately; None: not known yet
+
+    @property
+    def clear_s(self) -> float | None:
+        """Seconds to consume the backlog at the recent rate (inf: nothing was consumed
+        while there was a backlog); None when the rate is not known."""
+        if self.rate is None:
+            return None
+        if self.lag == 0:
+            return 0.0
+        return self.lag / self.rate if self.rate > 0 else math.inf
+
+
+class Backlog:
+    """A consumer group's backlog, read from the bus at most every `every_s`: its lag and
+    how fast it has been consuming (committed offsets between two consecutive reads,
+    smoothed). Reads further apart than `stale_s` do not make a rate: a rate over a quiet
+    minute says nothing about now."""
+
+    def __init__(
+        self,
+        read: Callable[[], Sequence[PartitionLag]],
+        *,
+        every_s: float = 0.5,
+        stale_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self.every_s = every_s
+        self.stale_s = stale_s
+        self._clock = clock
+        self._asked_at = -math.inf  # when the last read started
+        self._read_at: float | None = None  # when the last read's answer came
+        self._committed = 0
+        self.last = BacklogSample(0, None)
+
+    async def sample(self) -> BacklogSample:
+        if self._clock() - self._asked_at >= self.every_s:
+            self._asked_at = self._clock()  # one read at a time, even while this one runs
+            self.update(await run_in_threadpool(self._read), self._clock())
+        return self.last
+
+    def update(self, rows: Sequence[PartitionLag], now: float) -> BacklogSample:
+        committed = sum(r.committed for r in rows)
+        rate = self.last.rate
+        before = self._read_at
+        if before is None or now - before > self.stale_s or committed < self._committed:
+            rate = None  # no recent read to compare with (or the group was reset)
+        elif now > before:
+            current = (committed - self._committed) / (now - before)
+            rate = current if rate is None else (rate + current) / 2
+        self._read_at = now
+        self._committed = committed
+        self.last = BacklogSample(sum(r.lag for r in rows), rate)
+        return self.last
+
+
 class EdgePolicies:
     """What the edge refuses before any route runs, cheapest check first: a body over the
-    size limit (413), more requests in flight than the gateway takes (503), a client over
-    its rate limit (429). Health, readiness, metrics and static files are exempt.
+    size limit (413), a client over its rate limit (429), no room in admission (503, see
+    the module docstring). Health, readiness, metrics and static files are exempt.
 
     A plain ASGI middleware (see eventmart.platform.runtime.Correlation for why)."""
 
@@ -125,12 +260,31 @@ class EdgePolicies:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        gateway = self.gateway
-        gateway.inflight += 1
+        admission = self.gateway.admission
+        why = await admission.enter()
+        if why is not None:
+            metrics.SHED.labels(self.gateway.name, f"admission_{why}").inc()
+            busy = JSONResponse(
+                {"detail": "the shop is busy; retry shortly"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+            await busy(scope, receive, send)
+            return
+        holding = True
+
+        async def answer(message: Message) -> None:
+            nonlocal holding
+            if holding and message["type"] == "http.response.start":
+                holding = False
+                admission.leave()  # the answer is on its way: the next request may start
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, answer)
         finally:
-            gateway.inflight -= 1
+            if holding:
+                admission.leave()
 
     def _refusal(self, request: Request) -> Response | None:
         settings, gateway = self.settings, self.gateway
@@ -141,15 +295,7 @@ class EdgePolicies:
                 {"detail": f"request body is larger than {settings.max_body_bytes} bytes"},
                 status_code=413,
             )
-        # 2. Load shedding: refuse early rather than queue without bound.
-        if gateway.inflight >= settings.max_inflight_requests:
-            metrics.SHED.labels(gateway.name, "inflight").inc()
-            return JSONResponse(
-                {"detail": "the shop is busy; retry shortly"},
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
-        # 3. Rate limit per client: the token's user if any, else the address.
+        # 2. Rate limit per client: the token's user if any, else the address.
         key = _client_key(request)
         if not gateway.limiter.hit(gateway.limit, gateway.name, key):
             stats = gateway.limiter.get_window_stats(gateway.limit, gateway.name, key)

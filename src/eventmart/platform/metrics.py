@@ -36,6 +36,12 @@ HTTP_SECONDS = Histogram(
     ["service", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+ADMISSION_WAIT = Histogram(
+    "eventmart_edge_admission_wait_seconds",
+    "How long requests that found every gateway slot taken waited for one.",
+    ["service"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 SHED = Counter(
     "eventmart_load_shed_total",
     "Requests refused to protect the system (429/503).",

@@ -53,9 +53,16 @@ class Settings(BaseSettings):
 
     # The edge
     rate_limit: str = "50/second"  # per client (user, else IP); `limits` notation
+    # Admission (see eventmart.edge.gateway): requests worked on at once, requests in the
+    # gateway at all (working or waiting), and how long one may wait for its turn.
+    max_concurrent_requests: int = Field(16, ge=1)
     max_inflight_requests: int = Field(256, ge=1)
+    max_queue_wait_s: float = Field(0.5, gt=0)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
-    shed_lag_threshold: int = Field(5000, ge=1)  # checkout refused while ordering lags more
+    # Checkout refused while ordering lags more than this many messages, or while its
+    # backlog would take longer than this many seconds to clear at its recent rate.
+    shed_lag_threshold: int = Field(5000, ge=1)
+    shed_backlog_s: float = Field(0.5, gt=0)
     downstream_timeout_s: float = Field(2.0, gt=0)
 
     # The shop's business timings
