@@ -1,7 +1,9 @@
 """A service's own database: SQLite on the embedded profile, PostgreSQL on the distributed one.
 
 Write transactions on SQLite start with BEGIN IMMEDIATE, so two processes never deadlock
-upgrading a read lock to a write lock; readers never block writers (WAL).
+upgrading a read lock to a write lock; readers never block writers (WAL). Threads of one
+process take turns at a write gate first (eventmart.platform.sqlite_gate), so they queue
+instead of sleeping in SQLite's busy handler.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, Table, bindparam, create_engine, event, text
@@ -19,6 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from eventmart.platform.sqlite_gate import write_gate
 
 _READ_ONLY = "eventmart_read_only"
 
@@ -32,6 +36,10 @@ class Database:
         self._engine: Engine | None = None
         self._lock = threading.Lock()
         self._watch: sqlite3.Connection | None = None
+        path = make_url(url).database if self.is_sqlite else None
+        self._gate: AbstractContextManager[None] = (
+            write_gate(path) if path and path != ":memory:" else nullcontext()
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -67,7 +75,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction: commits when the block ends, rolls back if it raises."""
-        with self.engine.connect() as conn, conn.begin():
+        with self._gate, self.engine.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager

@@ -42,6 +42,7 @@ from eventmart.platform.bus import (
 )
 from eventmart.platform.db import enable_wal
 from eventmart.platform.messages import Headers, now_ms
+from eventmart.platform.sqlite_gate import WriteGate, write_gate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -93,8 +94,18 @@ _headers_encoder = msgspec.msgpack.Encoder()
 _headers_decoder = msgspec.msgpack.Decoder(Headers)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+class _Connection(sqlite3.Connection):
+    """A connection to the log that knows the log's write gate."""
+
+    gate: WriteGate
+
+
+def _connect(path: Path) -> _Connection:
+    conn = sqlite3.connect(
+        path, timeout=60, isolation_level=None, check_same_thread=False, factory=_Connection
+    )
+    # Every process appends, commits offsets and heartbeats here: writers queue on the gate.
+    conn.gate = write_gate(path, across_processes=True)
     conn.execute("PRAGMA busy_timeout=60000")
     enable_wal(conn.cursor())
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -102,20 +113,29 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class _Write:
-    """`with _Write(conn):` runs a BEGIN IMMEDIATE ... COMMIT transaction."""
+    """`with _Write(conn):` runs a BEGIN IMMEDIATE ... COMMIT transaction, holding the
+    log's write gate (see eventmart.platform.sqlite_gate) for its length."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: _Connection) -> None:
         self.conn = conn
 
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+    def __enter__(self) -> _Connection:
+        self.conn.gate.__enter__()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.conn.gate.__exit__(None, None, None)
+            raise
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+        try:
+            if exc_type is None:
+                self.conn.execute("COMMIT")
+            else:
+                self.conn.execute("ROLLBACK")
+        finally:
+            self.conn.gate.__exit__(None, None, None)
 
 
 class SqliteLog(Bus):
@@ -140,12 +160,12 @@ class SqliteLog(Bus):
         self._topics: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
         self._init_lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self._conn: _Connection | None = None
         # Wakes consumers in this process as soon as a producer here commits.
         self.new_data = threading.Condition()
 
     # -- plumbing -------------------------------------------------------------------
-    def connect(self) -> sqlite3.Connection:
+    def connect(self) -> _Connection:
         """A new connection to the log with the schema in place."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = _connect(self.path)
@@ -156,7 +176,7 @@ class SqliteLog(Bus):
                     self._conn = _connect(self.path)
         return conn
 
-    def _admin(self) -> sqlite3.Connection:
+    def _admin(self) -> _Connection:
         if self._conn is None:
             self.connect().close()
         assert self._conn is not None
