@@ -130,3 +130,27 @@ def test_the_backlog_is_read_at_most_every_period() -> None:
         assert sample.rate == pytest.approx(10 / 0.6)
 
     asyncio.run(scenario())
+
+
+def test_a_failed_read_keeps_the_last_reading() -> None:
+    answers: list[list[PartitionLag] | Exception] = [
+        _rows(100, 400),
+        TimeoutError("the bus did not answer"),
+    ]
+    now = [0.0]
+
+    def read() -> list[PartitionLag]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    backlog = Backlog(read, every_s=0.5, clock=lambda: now[0])
+
+    async def scenario() -> None:
+        assert (await backlog.sample()).lag == 300
+        now[0] = 1.0
+        assert (await backlog.sample()).lag == 300  # the read failed: same reading
+        assert answers == []
+
+    asyncio.run(scenario())

@@ -220,9 +220,16 @@ class Backlog:
         self.last = BacklogSample(0, None)
 
     async def sample(self) -> BacklogSample:
+        """The latest reading; a read that fails keeps the one before (nothing is shed
+        for want of a number: the bus being slow to answer is not the shop being busy)."""
         if self._clock() - self._asked_at >= self.every_s:
             self._asked_at = self._clock()  # one read at a time, even while this one runs
-            self.update(await run_in_threadpool(self._read), self._clock())
+            try:
+                rows = await run_in_threadpool(self._read)
+            except Exception as e:
+                log.warning("could not read the backlog (%s); using the last reading", e)
+            else:
+                self.update(rows, self._clock())
         return self.last
 
     def update(self, rows: Sequence[PartitionLag], now: float) -> BacklogSample:
