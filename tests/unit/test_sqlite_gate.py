@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eventmart.platform.db import Database
+from eventmart.platform.db import Database, sqlite_file
 from eventmart.platform.sqlite_gate import write_gate
 
 HOLD = """
@@ -82,3 +82,18 @@ def test_another_process_holding_the_gate_keeps_this_one_out(tmp_path: Path) -> 
     finally:
         holder.wait(timeout=10)
     assert holder.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "file"),
+    [
+        ("sqlite:////data/bus.db", "/data/bus.db"),
+        ("sqlite:///rel/x.db", "rel/x.db"),
+        ("sqlite:///file:/data/x.db?mode=ro&uri=true", "/data/x.db"),
+        ("sqlite://", None),
+        ("sqlite:///:memory:", None),
+        ("postgresql+psycopg://u@h:5432/ordering", None),
+    ],
+)
+def test_the_file_a_url_names_and_which_get_a_gate(url: str, file: str | None) -> None:
+    assert sqlite_file(url) == file

@@ -36,10 +36,8 @@ class Database:
         self._engine: Engine | None = None
         self._lock = threading.Lock()
         self._watch: sqlite3.Connection | None = None
-        path = make_url(url).database if self.is_sqlite else None
-        self._gate: AbstractContextManager[None] = (
-            write_gate(path) if path and path != ":memory:" else nullcontext()
-        )
+        path = sqlite_file(url)
+        self._gate: AbstractContextManager[None] = write_gate(path) if path else nullcontext()
 
     @property
     def is_sqlite(self) -> bool:
@@ -95,7 +93,7 @@ class Database:
         with self._lock:
             try:
                 if self._watch is None:
-                    path = make_url(self.url).database or ""
+                    path = sqlite_file(self.url) or ":memory:"
                     self._watch = sqlite3.connect(path, timeout=5, check_same_thread=False)
                 return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
             except sqlite3.Error:
@@ -111,6 +109,18 @@ class Database:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file a SQLite URL names (a `file:` URI's path without its query); None for an
+    in-memory database or a database that is not SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    path = parsed.database or ""
+    if path.startswith("file:"):  # a URI filename: file:/path?mode=ro
+        path = path[len("file:") :].partition("?")[0]
+    return None if path in ("", ":memory:") else path
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

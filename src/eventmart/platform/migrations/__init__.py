@@ -43,7 +43,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Connection, MetaData, PrimaryKeyConstraint, String, Table, inspect
 from sqlalchemy.engine import make_url
 
-from eventmart.platform.db import Database, postgres_database_exists
+from eventmart.platform.db import Database, postgres_database_exists, sqlite_file
 from eventmart.platform.errors import EventmartError
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class Migrations:
     @contextmanager
     def locked(self) -> Iterator[Connection]:
         """A transaction on the database holding the migration lock until it ends."""
-        with self.db.engine.connect() as conn, conn.begin():
+        with self.db.transaction() as conn:
             # SQLite: the transaction began with BEGIN IMMEDIATE (db.py), which is the lock.
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
@@ -274,12 +274,9 @@ def database_name(url: str) -> str:
 
 
 def _exists(url: str) -> bool:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        path = parsed.database or ""
-        if path.startswith("file:"):  # a URI filename: file:/path?mode=ro
-            path = path[len("file:") :].partition("?")[0]
-        return path in ("", ":memory:") or Path(path).exists()
+    if make_url(url).get_backend_name() == "sqlite":
+        path = sqlite_file(url)
+        return path is None or Path(path).exists()  # (in memory: always there)
     return postgres_database_exists(url)
 
 
