@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     rate_limit: str = "50/second"  # per client (user, else IP); `limits` notation
     # Admission (see eventmart.edge.gateway): requests worked on at once, requests in the
     # gateway at all (working or waiting), and how long one may wait for its turn.
-    max_concurrent_requests: int = Field(16, ge=1)
+    max_concurrent_requests: int = Field(32, ge=1)
     max_inflight_requests: int = Field(256, ge=1)
     max_queue_wait_s: float = Field(0.5, gt=0)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
