@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     select,
 )
 
@@ -145,6 +146,27 @@ class ProcessManager(Generic[S]):
         self.codec = codec
         self.table = _saga_table(metadata)
         self.steps = _steps_table(metadata)
+        t = self.table
+        # Built once (a statement's cache key is memoized on the object); the UPDATE's SET
+        # clause comes from the parameters that name columns.
+        self._select = select(
+            t.c.status,
+            t.c.step,
+            t.c.data,
+            t.c.compensations,
+            t.c.deadlines,
+            t.c.version,
+            t.c.steps_taken,
+        ).where(and_(t.c.saga_type == bindparam("b_type"), t.c.saga_id == bindparam("b_id")))
+        self._insert = t.insert()
+        self._update = t.update().where(
+            and_(
+                t.c.saga_type == bindparam("b_type"),
+                t.c.saga_id == bindparam("b_id"),
+                t.c.version == bindparam("b_version"),
+            )
+        )
+        self._insert_steps = self.steps.insert()
 
     def start(self, saga_id: str, data: S) -> SagaInstance[S]:
         instance: SagaInstance[S] = SagaInstance(saga_id=saga_id, data=data)
@@ -152,18 +174,7 @@ class ProcessManager(Generic[S]):
         return instance
 
     def load(self, uow: UnitOfWork, saga_id: str) -> SagaInstance[S] | None:
-        t = self.table
-        row = uow.conn.execute(
-            select(
-                t.c.status,
-                t.c.step,
-                t.c.data,
-                t.c.compensations,
-                t.c.deadlines,
-                t.c.version,
-                t.c.steps_taken,
-            ).where(and_(t.c.saga_type == self.name, t.c.saga_id == saga_id))
-        ).first()
+        row = uow.conn.execute(self._select, {"b_type": self.name, "b_id": saga_id}).first()
         if row is None:
             return None
         return SagaInstance(
@@ -180,7 +191,6 @@ class ProcessManager(Generic[S]):
     def save(self, uow: UnitOfWork, instance: SagaInstance[S]) -> None:
         """Persist the instance and emit what its steps asked for, in the caller's
         transaction. Raises ConcurrencyError if another transaction saved it first."""
-        t = self.table
         values = {
             "status": instance.status.value,
             "step": instance.step_name,
@@ -193,28 +203,23 @@ class ProcessManager(Generic[S]):
         }
         if instance.version == 0:
             uow.conn.execute(
-                t.insert().values(
-                    saga_type=self.name, saga_id=instance.saga_id, started_at_ms=now_ms(), **values
-                )
+                self._insert,
+                {
+                    "saga_type": self.name,
+                    "saga_id": instance.saga_id,
+                    "started_at_ms": now_ms(),
+                    **values,
+                },
             )
         else:
-            updated = uow.conn.execute(
-                t.update()
-                .where(
-                    and_(
-                        t.c.saga_type == self.name,
-                        t.c.saga_id == instance.saga_id,
-                        t.c.version == instance.version,
-                    )
-                )
-                .values(**values)
-            ).rowcount
+            where = {"b_type": self.name, "b_id": instance.saga_id, "b_version": instance.version}
+            updated = uow.conn.execute(self._update, {**where, **values}).rowcount
             if updated != 1:
                 raise ConcurrencyError(f"saga {instance.saga_id}", instance.version, -1)
         instance.version += 1
         if instance.new_steps:
             uow.conn.execute(
-                self.steps.insert(),
+                self._insert_steps,
                 [
                     {
                         "saga_type": self.name,

@@ -129,6 +129,7 @@ class SpanStore:
             Column("attributes", Text, nullable=False),
         )
         Index("ix_spans_trace", self.table.c.trace_id)
+        self._insert = self.table.insert().prefix_with("OR IGNORE", dialect="sqlite")
         self._created = False
         self._lock = threading.Lock()
 
@@ -142,7 +143,7 @@ class SpanStore:
     def add(self, rows: list[dict[str, Any]]) -> None:
         self._ensure()
         with self.db.transaction() as conn:
-            conn.execute(self.table.insert().prefix_with("OR IGNORE", dialect="sqlite"), rows)
+            conn.execute(self._insert, rows)
 
     def trace(self, trace_id: str) -> list[dict[str, Any]]:
         self._ensure()

@@ -136,6 +136,10 @@ class SqlViewStore(ViewStore):
             Column("name", String(100), primary_key=True),
             Column("generation", Integer, nullable=False),
         )
+        g = self.generations
+        self._current_generation = (
+            select(g.c.generation).where(g.c.name == bindparam("b_name")).with_for_update(read=True)
+        )
         self._tables: dict[str, tuple[Table, ...]] = {
             ORDERS: (self.orders, self.timeline),
             PRODUCTS: (self.products,),
@@ -405,10 +409,7 @@ class SqlViewStore(ViewStore):
         return int(found) if found is not None else 1
 
     def is_current(self, uow: UnitOfWork, projection: str, generation: int) -> bool:
-        g = self.generations
-        found = uow.conn.execute(
-            select(g.c.generation).where(g.c.name == projection).with_for_update(read=True)
-        ).scalar()
+        found = uow.conn.execute(self._current_generation, {"b_name": projection}).scalar()
         return (int(found) if found is not None else 1) == generation
 
     def start_generation(self, projection: str) -> int:

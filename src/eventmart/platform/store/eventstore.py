@@ -152,6 +152,15 @@ class SqlEventStore(EventStore):
             .limit(bindparam("limit"))
         )
         self._current = select(func.max(c.version)).where(c.stream_id == bindparam("sid"))
+        self._currents = (
+            select(c.stream_id, func.max(c.version))
+            .where(c.stream_id.in_(bindparam("sids", expanding=True)))
+            .group_by(c.stream_id)
+        )
+        s = self.snapshots.c
+        self._snapshot = select(s.stream_id, s.version, s.type, s.data).where(
+            s.stream_id == bindparam("sid")
+        )
         self._insert = FastInsert(
             self.events, ["stream_id", "version", "type", "data", "metadata", "recorded_at_ms"]
         )
@@ -162,13 +171,7 @@ class SqlEventStore(EventStore):
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self.ADVISORY_LOCK})
         ids = [a.stream_id for a in appends]
-        current = dict(
-            conn.execute(
-                select(self.events.c.stream_id, func.max(self.events.c.version))
-                .where(self.events.c.stream_id.in_(ids))
-                .group_by(self.events.c.stream_id)
-            ).all()
-        )
+        current = dict(conn.execute(self._currents, {"sids": ids}).all())
         now = now_ms()
         rows: list[tuple[str, int, str, bytes, bytes, int]] = []
         versions: list[int] = []
@@ -224,8 +227,5 @@ class SqlEventStore(EventStore):
                 )
 
     def load_snapshot(self, conn: Connection, stream_id: str) -> Snapshot | None:
-        s = self.snapshots
-        row = conn.execute(
-            select(s.c.stream_id, s.c.version, s.c.type, s.c.data).where(s.c.stream_id == stream_id)
-        ).first()
+        row = conn.execute(self._snapshot, {"sid": stream_id}).first()
         return Snapshot(*row) if row else None

@@ -39,6 +39,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     delete,
     func,
     or_,
@@ -98,6 +99,16 @@ class Outbox:
         Index("ix_outbox_shard_id", self.table.c.shard, self.table.c.id).ddl_if(
             dialect="postgresql"
         )
+        t = self.table
+        # Statements on the hot path are built once: SQLAlchemy memoizes a statement
+        # object's cache key, and building one per call cost more than running it.
+        self.insert = t.insert()
+        self.delete_ids = delete(t).where(t.c.id.in_(bindparam("ids", expanding=True)))
+        self.oldest = (
+            select(t.c.id, t.c.topic, t.c.key, t.c.headers, t.c.value)
+            .order_by(t.c.id)
+            .limit(bindparam("limit"))
+        )
         self.leases = Table(
             "outbox_relay_lease",
             metadata,
@@ -114,7 +125,7 @@ class Outbox:
         now = now_ms()
         pg = conn.dialect.name == "postgresql"
         conn.execute(
-            self.table.insert(),
+            self.insert,
             [
                 {
                     "topic": r.topic,
@@ -211,13 +222,8 @@ class OutboxRelay:
         PostgreSQL every pending shard is being published by another relay)."""
         if not self.db.is_sqlite:
             return self._relay_shards_once()
-        t = self.outbox.table
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(t.c.id, t.c.topic, t.c.key, t.c.headers, t.c.value)
-                .order_by(t.c.id)
-                .limit(self.batch_size)
-            ).all()
+            rows = conn.execute(self.outbox.oldest, {"limit": self.batch_size}).all()
         if not rows:
             return 0
         self.producer.send(
@@ -229,7 +235,7 @@ class OutboxRelay:
         with self.db.transaction() as conn:
             # Exactly the rows published (not `id <= last`: SQLite reuses the ids of an
             # emptied table, and a relay that stalled past its lease deletes late).
-            conn.execute(delete(t).where(t.c.id.in_([row[0] for row in rows])))
+            conn.execute(self.outbox.delete_ids, {"ids": [row[0] for row in rows]})
         self.published += len(rows)
         return len(rows)
 
@@ -256,7 +262,7 @@ class OutboxRelay:
             )
             # Exactly these rows: a row with a smaller id may commit later (sequences hand
             # out ids before commit) and must stay for the next batch.
-            conn.execute(delete(t).where(t.c.id.in_([row[0] for row in rows])))
+            conn.execute(self.outbox.delete_ids, {"ids": [row[0] for row in rows]})
         self.published += len(rows)
         return len(rows)
 

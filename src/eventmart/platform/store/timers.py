@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     delete,
     func,
     select,
@@ -37,6 +38,21 @@ class Timers:
             Column("headers", LargeBinary, nullable=False),
             Column("value", LargeBinary, nullable=False),
         )
+        t = self.table
+        # Built once (see Outbox.__init__).
+        self._insert = t.insert()
+        self._delete = delete(t).where(t.c.timer_id == bindparam("timer_id"))
+        self._delete_ids = delete(t).where(t.c.timer_id.in_(bindparam("ids", expanding=True)))
+        self._earliest = select(func.min(t.c.due_ms))
+        self._due = (
+            select(t.c.timer_id, t.c.topic, t.c.key, t.c.headers, t.c.value)
+            .where(t.c.due_ms <= bindparam("now"))
+            .order_by(t.c.due_ms)
+            .limit(bindparam("limit"))
+            # Two processes of a service must not fire one timer twice (PostgreSQL;
+            # SQLite's write lock already serializes this transaction).
+            .with_for_update(skip_locked=True)
+        )
 
     def schedule(
         self, conn: Connection, timer_id: str, due_ms: int, record: OutgoingRecord
@@ -44,36 +60,28 @@ class Timers:
         """Set (or move) a timer; `timer_id` is chosen by the caller so it can cancel it."""
         self.cancel(conn, timer_id)
         conn.execute(
-            self.table.insert().values(
-                timer_id=timer_id,
-                due_ms=due_ms,
-                topic=record.topic,
-                key=record.key,
-                headers=_encode_headers(record.headers),
-                value=record.value,
-            )
+            self._insert,
+            {
+                "timer_id": timer_id,
+                "due_ms": due_ms,
+                "topic": record.topic,
+                "key": record.key,
+                "headers": _encode_headers(record.headers),
+                "value": record.value,
+            },
         )
 
     def cancel(self, conn: Connection, timer_id: str) -> None:
-        conn.execute(delete(self.table).where(self.table.c.timer_id == timer_id))
+        conn.execute(self._delete, {"timer_id": timer_id})
 
     def next_due_ms(self, conn: Connection) -> int | None:
         """When the earliest timer falls due (a cheap read, to skip idle write transactions)."""
-        value = conn.execute(select(func.min(self.table.c.due_ms))).scalar()
+        value = conn.execute(self._earliest).scalar()
         return None if value is None else int(value)
 
     def fire_due(self, conn: Connection, limit: int = 500) -> int:
         """Move due timers to the outbox; the number fired."""
-        t = self.table
-        rows = conn.execute(
-            select(t.c.timer_id, t.c.topic, t.c.key, t.c.headers, t.c.value)
-            .where(t.c.due_ms <= now_ms())
-            .order_by(t.c.due_ms)
-            .limit(limit)
-            # Two processes of a service must not fire one timer twice (PostgreSQL;
-            # SQLite's write lock already serializes this transaction).
-            .with_for_update(skip_locked=True)
-        ).all()
+        rows = conn.execute(self._due, {"now": now_ms(), "limit": limit}).all()
         if not rows:
             return 0
         self.outbox.add(
@@ -83,5 +91,5 @@ class Timers:
                 for _, topic, key, h, value in rows
             ],
         )
-        conn.execute(delete(t).where(t.c.timer_id.in_([r[0] for r in rows])))
+        conn.execute(self._delete_ids, {"ids": [r[0] for r in rows]})
         return len(rows)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     select,
 )
 
@@ -35,6 +36,7 @@ class CustomerTable:
             Column("email", String(320), nullable=False),
             Column("name", String(200), nullable=False),
         )
+        self._get = select(self.t).where(self.t.c.user_id == bindparam("b_user"))
 
     def put(self, conn: Connection, c: Customer) -> None:
         conn.execute(
@@ -42,7 +44,7 @@ class CustomerTable:
         )
 
     def get(self, conn: Connection, user_id: str) -> Customer | None:
-        row = conn.execute(select(self.t).where(self.t.c.user_id == user_id)).first()
+        row = conn.execute(self._get, {"b_user": user_id}).first()
         return Customer(**row._mapping) if row else None
 
 
@@ -65,24 +67,27 @@ class MailTable:
             UniqueConstraint("order_id", "kind", name="uq_mails_order_kind"),
         )
         Index("ix_mails_to", self.t.c["to"], self.t.c.created_at_ms)
+        self._insert = self.t.insert()
+        self._sent = select(self.t.c.message_id).where(
+            self.t.c.order_id == bindparam("b_order"), self.t.c.kind == bindparam("b_kind")
+        )
 
     def sent(self, conn: Connection, order_id: str, kind: str) -> bool:
-        query = select(self.t.c.message_id).where(
-            self.t.c.order_id == order_id, self.t.c.kind == kind
-        )
-        return conn.execute(query).first() is not None
+        found = conn.execute(self._sent, {"b_order": order_id, "b_kind": kind}).first()
+        return found is not None
 
     def add(self, conn: Connection, mail: Mail, created_at_ms: int) -> None:
         conn.execute(
-            self.t.insert().values(
-                message_id=mail.message_id,
-                order_id=mail.order_id,
-                to=mail.to.email,
-                subject=mail.subject,
-                kind=mail.kind.value,
-                file=mail.file_name,
-                created_at_ms=created_at_ms,
-            )
+            self._insert,
+            {
+                "message_id": mail.message_id,
+                "order_id": mail.order_id,
+                "to": mail.to.email,
+                "subject": mail.subject,
+                "kind": mail.kind.value,
+                "file": mail.file_name,
+                "created_at_ms": created_at_ms,
+            },
         )
 
     def find(

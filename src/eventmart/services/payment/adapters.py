@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, Index, MetaData, Row, String, Table, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    MetaData,
+    Row,
+    String,
+    Table,
+    bindparam,
+    select,
+)
 
 from eventmart.platform.db import upsert_statement
 from eventmart.platform.messages import now_ms
@@ -28,6 +39,9 @@ class PaymentTable:
             Column("updated_at_ms", BigInteger, nullable=False),
         )
         Index("ix_payments_status", self.t.c.status, self.t.c.updated_at_ms)
+        # Built once: their cache keys are memoized on the objects.
+        by_order = select(self.t).where(self.t.c.order_id == bindparam("b_order"))
+        self._get = {False: by_order, True: by_order.with_for_update()}
 
     def _payment(self, row: Row[Any]) -> Payment:
         m = dict(row._mapping)
@@ -38,14 +52,11 @@ class PaymentTable:
     def get(self, conn: Connection, order_id: str, *, for_update: bool = False) -> Payment | None:
         """The payment of an order; `for_update` locks the row (PostgreSQL) until commit,
         because a timer and a command about one order can arrive on different topics."""
-        query = select(self.t).where(self.t.c.order_id == order_id)
-        if for_update:
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+        row = conn.execute(self._get[for_update], {"b_order": order_id}).first()
         return self._payment(row) if row else None
 
     def get_with_time(self, conn: Connection, order_id: str) -> tuple[Payment, int] | None:
-        row = conn.execute(select(self.t).where(self.t.c.order_id == order_id)).first()
+        row = conn.execute(self._get[False], {"b_order": order_id}).first()
         return (self._payment(row), int(row.updated_at_ms)) if row else None
 
     def save(self, conn: Connection, p: Payment) -> None:

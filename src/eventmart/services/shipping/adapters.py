@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, MetaData, Row, String, Table, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    MetaData,
+    Row,
+    String,
+    Table,
+    bindparam,
+    select,
+)
 
 from eventmart.platform.db import dialect_insert
 from eventmart.services.shipping.domain import Shipment, ShipmentStatus
@@ -28,6 +38,20 @@ class ShipmentTable:
             Column("cancelled_at_ms", BigInteger, nullable=True),
             Column("cancellation_reason", String(200), nullable=False),
         )
+        t = self.t
+        # Statements built once: their cache keys are memoized on the objects.
+        self._by = {
+            (column, lock): (
+                select(t).where(t.c[column] == bindparam("b_key")).with_for_update()
+                if lock
+                else select(t).where(t.c[column] == bindparam("b_key"))
+            )
+            for column in ("order_id", "shipment_id")
+            for lock in (False, True)
+        }
+        self._insert = t.insert()
+        # SET takes every parameter named after a column.
+        self._update = t.update().where(t.c.shipment_id == bindparam("b_id"))
 
     @staticmethod
     def _shipment(row: Row[Any]) -> Shipment:
@@ -35,32 +59,29 @@ class ShipmentTable:
         m["status"] = ShipmentStatus(m["status"])
         return Shipment(**m)
 
-    def _one(self, conn: Connection, where: Any, for_update: bool) -> Shipment | None:
-        query = select(self.t).where(where)
-        if for_update:
-            # A timer (shipping.internal) and a cancellation (ordering.events) for one
-            # order can be handled at once by different consumers: serialize them.
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+    def _one(self, conn: Connection, column: str, key: str, for_update: bool) -> Shipment | None:
+        # for_update: a timer (shipping.internal) and a cancellation (ordering.events) for
+        # one order can be handled at once by different consumers: serialize them.
+        row = conn.execute(self._by[column, for_update], {"b_key": key}).first()
         return self._shipment(row) if row else None
 
     def by_order(
         self, conn: Connection, order_id: str, *, for_update: bool = False
     ) -> Shipment | None:
-        return self._one(conn, self.t.c.order_id == order_id, for_update)
+        return self._one(conn, "order_id", order_id, for_update)
 
     def by_id(
         self, conn: Connection, shipment_id: str, *, for_update: bool = False
     ) -> Shipment | None:
-        return self._one(conn, self.t.c.shipment_id == shipment_id, for_update)
+        return self._one(conn, "shipment_id", shipment_id, for_update)
 
     def add(self, conn: Connection, s: Shipment) -> None:
-        conn.execute(self.t.insert().values(**_values(s)))
+        conn.execute(self._insert, _values(s))
 
     def save(self, conn: Connection, s: Shipment) -> None:
         values = _values(s)
-        del values["shipment_id"]
-        conn.execute(self.t.update().where(self.t.c.shipment_id == s.shipment_id).values(**values))
+        values["b_id"] = values.pop("shipment_id")
+        conn.execute(self._update, values)
 
 
 def _values(s: Shipment) -> dict[str, Any]:
@@ -90,6 +111,7 @@ class CancelledOrderTable:
             Column("reason", String(200), nullable=False),
             Column("cancelled_at_ms", BigInteger, nullable=False),
         )
+        self._contains = select(self.t.c.order_id).where(self.t.c.order_id == bindparam("b_id"))
 
     def record(self, conn: Connection, order_id: str, reason: str, at_ms: int) -> None:
         conn.execute(
@@ -98,5 +120,4 @@ class CancelledOrderTable:
         )
 
     def contains(self, conn: Connection, order_id: str) -> bool:
-        query = select(self.t.c.order_id).where(self.t.c.order_id == order_id)
-        return conn.execute(query).first() is not None
+        return conn.execute(self._contains, {"b_id": order_id}).first() is not None
