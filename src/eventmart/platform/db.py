@@ -203,10 +203,10 @@ def dialect_insert(conn: Connection, table: Table) -> Any:
     return _insert(table, conn.dialect.name)
 
 
-def upsert_statement(conn: Connection, table: Table) -> Any:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE every other column, in the
-    connection's dialect."""
-    return _upsert(table, conn.dialect.name)
+def upsert_statement(conn: Connection, table: Table, update: tuple[str, ...] | None = None) -> Any:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE the `update` columns (every other
+    column when None) to the values offered, in the connection's dialect."""
+    return _upsert(table, conn.dialect.name, update)
 
 
 # Statements are immutable, so each is built once per table and dialect: handlers ask for
@@ -222,10 +222,11 @@ def _insert(table: Table, dialect: str) -> Any:
 
 
 @functools.lru_cache(maxsize=512)
-def _upsert(table: Table, dialect: str) -> Any:
+def _upsert(table: Table, dialect: str, update: tuple[str, ...] | None) -> Any:
     stmt = _insert(table, dialect)
     keys = [c.name for c in table.primary_key.columns]
-    changes = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    names = update if update is not None else [c.name for c in table.columns if c.name not in keys]
+    changes = {name: stmt.excluded[name] for name in names}
     return stmt.on_conflict_do_update(index_elements=keys, set_=changes)
 
 

@@ -16,13 +16,14 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    bindparam,
     delete,
     func,
     select,
     update,
 )
 
-from eventmart.platform.db import dialect_insert
+from eventmart.platform.db import upsert_statement
 from eventmart.platform.messages import now_ms
 from eventmart.services.basket.domain import Item, Price
 
@@ -42,6 +43,11 @@ class PriceTable:
             Column("price_cents", BigInteger, nullable=False),
             Column("currency", String(3), nullable=False),
         )
+        t = self.t
+        # Statements built once (their cache keys are memoized on the objects).
+        self._get = select(t).where(t.c.product_id == bindparam("b_id"))
+        self._many = select(t).where(t.c.product_id.in_(bindparam("b_ids", expanding=True)))
+        self._set_price = update(t).where(t.c.product_id == bindparam("b_id"))
 
     def put(self, conn: Connection, price: Price) -> None:
         """Insert or overwrite (a replay of the catalog's events re-announces products)."""
@@ -52,30 +58,24 @@ class PriceTable:
             "price_cents": price.price_cents,
             "currency": price.currency,
         }
-        stmt = dialect_insert(conn, self.t).values(**values)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["product_id"],
-                set_={k: v for k, v in values.items() if k != "product_id"},
-            )
-        )
+        conn.execute(upsert_statement(conn, self.t), values)
 
     def set_price(self, conn: Connection, product_id: str, price_cents: int) -> bool:
         """False when the product is not in the list."""
         changed = conn.execute(
-            update(self.t).where(self.t.c.product_id == product_id).values(price_cents=price_cents)
+            self._set_price, {"b_id": product_id, "price_cents": price_cents}
         ).rowcount
         return bool(changed)
 
     def get(self, conn: Connection, product_id: str) -> Price | None:
-        row = conn.execute(select(self.t).where(self.t.c.product_id == product_id)).first()
+        row = conn.execute(self._get, {"b_id": product_id}).first()
         return Price(**row._mapping) if row else None
 
     def many(self, conn: Connection, product_ids: Iterable[str]) -> dict[str, Price]:
         ids = list(product_ids)
         if not ids:
             return {}
-        rows = conn.execute(select(self.t).where(self.t.c.product_id.in_(ids))).all()
+        rows = conn.execute(self._many, {"b_ids": ids}).all()
         return {r.product_id: Price(**r._mapping) for r in rows}
 
 
@@ -98,6 +98,16 @@ class BasketTable:
             Column("added_at_ms", BigInteger, nullable=False),
             PrimaryKeyConstraint("customer_id", "product_id"),
         )
+        t = self.items_t
+        self._items = (
+            select(t.c.product_id, t.c.quantity)
+            .where(t.c.customer_id == bindparam("b_customer"))
+            .order_by(t.c.added_at_ms, t.c.product_id)
+        )
+        self._remove = delete(t).where(
+            t.c.customer_id == bindparam("b_customer"), t.c.product_id == bindparam("b_product")
+        )
+        self._clear = delete(t).where(t.c.customer_id == bindparam("b_customer"))
 
     def lock(self, conn: Connection, customer_id: str) -> None:
         """Take the customer's basket for this transaction (creating its row if need be).
@@ -106,41 +116,33 @@ class BasketTable:
         basket (two tabs, a double-clicked checkout) run one after the other and each sees
         the other's result; SQLite's BEGIN IMMEDIATE already serializes writers.
         """
-        now = now_ms()
-        stmt = dialect_insert(conn, self.baskets).values(customer_id=customer_id, updated_at_ms=now)
         conn.execute(
-            stmt.on_conflict_do_update(index_elements=["customer_id"], set_={"updated_at_ms": now})
+            upsert_statement(conn, self.baskets),
+            {"customer_id": customer_id, "updated_at_ms": now_ms()},
         )
 
     def items(self, conn: Connection, customer_id: str) -> list[Item]:
-        t = self.items_t
-        rows = conn.execute(
-            select(t.c.product_id, t.c.quantity)
-            .where(t.c.customer_id == customer_id)
-            .order_by(t.c.added_at_ms, t.c.product_id)
-        ).all()
+        rows = conn.execute(self._items, {"b_customer": customer_id}).all()
         return [Item(r.product_id, r.quantity) for r in rows]
 
     def put(self, conn: Connection, customer_id: str, item: Item) -> None:
-        """Set an item's quantity; a product already in the basket keeps its place."""
-        stmt = dialect_insert(conn, self.items_t).values(
-            customer_id=customer_id,
-            product_id=item.product_id,
-            quantity=item.quantity,
-            added_at_ms=now_ms(),
-        )
+        """Set an item's quantity; a product already in the basket keeps its place (its
+        `added_at_ms`)."""
         conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["customer_id", "product_id"], set_={"quantity": item.quantity}
-            )
+            upsert_statement(conn, self.items_t, update=("quantity",)),
+            {
+                "customer_id": customer_id,
+                "product_id": item.product_id,
+                "quantity": item.quantity,
+                "added_at_ms": now_ms(),
+            },
         )
 
     def remove(self, conn: Connection, customer_id: str, product_id: str) -> None:
-        t = self.items_t
-        conn.execute(delete(t).where(t.c.customer_id == customer_id, t.c.product_id == product_id))
+        conn.execute(self._remove, {"b_customer": customer_id, "b_product": product_id})
 
     def clear(self, conn: Connection, customer_id: str) -> None:
-        conn.execute(delete(self.items_t).where(self.items_t.c.customer_id == customer_id))
+        conn.execute(self._clear, {"b_customer": customer_id})
 
     def count(self, conn: Connection) -> int:
         """Items in all baskets (for tests and ops)."""
@@ -171,14 +173,15 @@ class CheckoutTable:
             Column("created_at", DateTime(timezone=True), nullable=False),
             PrimaryKeyConstraint("customer_id", "idempotency_key"),
         )
+        t = self.t
+        self._find = select(t.c.order_id, t.c.request_sha256).where(
+            t.c.customer_id == bindparam("b_customer"), t.c.idempotency_key == bindparam("b_key")
+        )
+        self._insert = t.insert()
 
     def find(self, conn: Connection, customer_id: str, idempotency_key: str) -> Checkout | None:
-        t = self.t
-        row = conn.execute(
-            select(t.c.order_id, t.c.request_sha256).where(
-                t.c.customer_id == customer_id, t.c.idempotency_key == idempotency_key
-            )
-        ).first()
+        found = conn.execute(self._find, {"b_customer": customer_id, "b_key": idempotency_key})
+        row = found.first()
         return Checkout(row.order_id, row.request_sha256) if row else None
 
     def record(
@@ -190,11 +193,12 @@ class CheckoutTable:
     ) -> None:
         """Raises `sqlalchemy.exc.IntegrityError` if this key was already used."""
         conn.execute(
-            self.t.insert().values(
-                customer_id=customer_id,
-                idempotency_key=idempotency_key,
-                order_id=checkout.order_id,
-                request_sha256=checkout.request_sha256,
-                created_at=datetime.now(UTC),
-            )
+            self._insert,
+            {
+                "customer_id": customer_id,
+                "idempotency_key": idempotency_key,
+                "order_id": checkout.order_id,
+                "request_sha256": checkout.request_sha256,
+                "created_at": datetime.now(UTC),
+            },
         )
