@@ -4,19 +4,22 @@ read pages."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import re
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 import orjson
 import uvicorn
+from aiohttp import web
 from fastapi.testclient import TestClient
 
 from eventmart.edge.app import create_bff
@@ -25,7 +28,7 @@ from eventmart.platform.http import Downstream
 from eventmart.platform.infra import Platform
 from eventmart.platform.settings import Settings
 
-# A fake's answer; a coroutine's (an `async def` handler) is awaited by the transport.
+# A fake's answer; a coroutine's (an `async def` handler) is awaited by the fake server.
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
 
 CUSTOMER = Principal(user_id="user-1", email="ada@example.com", role="customer")
@@ -102,35 +105,84 @@ def json_response(status: int, body: Any) -> httpx.Response:
     )
 
 
-@dataclass
 class FakeServices:
-    """Downstream services by name: a route table of (method, path regex) -> handler.
-    A service with no routes refuses connections, like a process that is not running."""
+    """Downstream services by name, each a real HTTP server on its own local port with a
+    route table of (method, path regex) -> handler. A service with no routes refuses
+    connections, like a process that is not running: its port is bound but not listening
+    until the first route is added.
 
-    routes: dict[str, list[tuple[str, re.Pattern[str], Handler]]] = field(default_factory=dict)
-    seen: list[tuple[str, httpx.Request]] = field(default_factory=list)
+    The servers run on an event loop of their own (a thread), so a handler that waits
+    (an `async def` sleeping) holds up neither the gateway nor the test."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, list[tuple[str, re.Pattern[str], Handler]]] = {}
+        self.seen: list[tuple[str, httpx.Request]] = []
+        self._sockets: dict[str, socket.socket] = {}
+        self._runners: list[web.AppRunner] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, service: str) -> str:
+        sock = self._sockets.get(service)
+        if sock is None:
+            sock = self._sockets[service] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
     def on(self, service: str, method: str, path: str, handler: Handler | Any) -> None:
         respond: Handler = (
             handler if callable(handler) else (lambda _r, b=handler: json_response(200, b))
         )
+        first = service not in self.routes
         self.routes.setdefault(service, []).insert(0, (method, re.compile(f"^{path}$"), respond))
+        if first:
+            self.url(service)
+            asyncio.run_coroutine_threadsafe(self._serve(service), self._loop).result(10)
 
-    def transport(self, service: str) -> httpx.MockTransport:
-        def handle(request: httpx.Request) -> httpx.Response | Awaitable[httpx.Response]:
-            self.seen.append((service, request))
-            routes = self.routes.get(service)
-            if not routes:
-                raise httpx.ConnectError(f"{service} is not running", request=request)
-            for method, pattern, respond in routes:
-                if method == request.method and pattern.match(request.url.path):
-                    return respond(request)
-            return json_response(404, {"detail": f"{request.url.path} not found"})
+    async def _serve(self, service: str) -> None:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            seen = httpx.Request(
+                request.method,
+                str(request.url),
+                headers=list(request.headers.items()),
+                content=await request.read(),
+            )
+            self.seen.append((service, seen))
+            for method, pattern, respond in self.routes[service]:
+                if method == seen.method and pattern.match(seen.url.path):
+                    answer = respond(seen)
+                    if inspect.isawaitable(answer):
+                        answer = await answer
+                    return _to_aiohttp(answer)
+            return _to_aiohttp(json_response(404, {"detail": f"{seen.url.path} not found"}))
 
-        return httpx.MockTransport(handle)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, self._sockets[service]).start()
+        self._runners.append(runner)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for runner in self._runners:
+                await runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+        for sock in self._sockets.values():
+            sock.close()
 
     def requests(self, service: str, path: str | None = None) -> list[httpx.Request]:
         return [r for s, r in self.seen if s == service and (path is None or r.url.path == path)]
+
+
+def _to_aiohttp(answer: httpx.Response) -> web.Response:
+    headers = [(k, v) for k, v in answer.headers.multi_items() if k.lower() != "content-length"]
+    return web.Response(status=answer.status_code, body=answer.content, headers=headers)
 
 
 @dataclass
@@ -183,14 +235,10 @@ def running_gateway(
     app = create_bff(kind, platform)
     gateway = app.state.gateway
     fakes = FakeServices()
-    for name, downstream in list(gateway.downstream.items()):
+    for name in list(gateway.downstream):
         # Each service faked at the HTTP level; a down fake fails at once (no retries).
         gateway.downstream[name] = Downstream(
-            name,
-            str(downstream.client.base_url),
-            retries=retries,
-            timeout_s=0.5,
-            transport=fakes.transport(name),
+            name, fakes.url(name), retries=retries, timeout_s=settings.downstream_timeout_s
         )
     fakes.on(
         "catalog",
@@ -198,9 +246,12 @@ def running_gateway(
         "/categories",
         [{"category": "kitchen", "products": 3}, {"category": "books", "products": 7}],
     )
-    with TestClient(app, base_url="http://shop.test") as client:
-        yield Shop(client, fakes, settings, platform)
-    platform.close()
+    try:
+        with TestClient(app, base_url="http://shop.test") as client:
+            yield Shop(client, fakes, settings, platform)
+    finally:
+        fakes.close()
+        platform.close()
 
 
 @contextmanager

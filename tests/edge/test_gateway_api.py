@@ -8,6 +8,7 @@ describing every answer.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import time
 import uuid
@@ -165,13 +166,16 @@ def served(shop: Shop) -> Iterator[tuple[Shop, int]]:
         yield shop, int(url.rsplit(":", 1)[1])
 
 
-def test_a_500_leaves_the_kept_alive_connection_usable(served: tuple[Shop, int]) -> None:
+def test_a_500_leaves_the_kept_alive_connection_usable(
+    served: tuple[Shop, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     gw, port = served
+    catalog = gw.client.app.state.gateway.downstream["catalog"]  # type: ignore[attr-defined]
 
-    def bug(_request: httpx.Request) -> httpx.Response:
+    async def bug(*_a: Any, **_kw: Any) -> Any:
         raise RuntimeError("a bug somewhere below the route")
 
-    gw.fakes.on("catalog", "GET", "/categories", bug)
+    monkeypatch.setattr(catalog, "request", bug)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         conn.request("GET", "/api/categories")
@@ -182,6 +186,7 @@ def test_a_500_leaves_the_kept_alive_connection_usable(served: tuple[Shop, int])
         assert first.getheader("x-correlation-id")
         sock = conn.sock
 
+        monkeypatch.undo()
         gw.fakes.on("catalog", "GET", "/categories", [{"category": "books", "products": 1}])
         conn.request("GET", "/api/categories")  # on the same connection
         second = conn.getresponse()
@@ -413,8 +418,9 @@ def test_the_order_page_of_an_unknown_old_id_is_a_404_page(shop: Shop) -> None:
 def test_login_is_not_retried_when_identity_is_slow(tmp_path: Path) -> None:
     with running_gateway(tmp_path, "web", retries=2) as gw:
 
-        def slow(request: httpx.Request) -> httpx.Response:
-            raise httpx.ReadTimeout("identity took too long", request=request)
+        async def slow(_request: httpx.Request) -> httpx.Response:
+            await asyncio.sleep(1.0)  # past the gateway's 0.5 s downstream timeout
+            return json_response(200, {})
 
         gw.fakes.on("identity", "POST", "/token", slow)
         gw.fakes.on("catalog", "GET", "/categories", slow)

@@ -55,7 +55,11 @@ def test_requests_past_the_admission_limits_are_refused_with_retry_after(
     tmp_path: Path,
 ) -> None:
     with running_gateway(
-        tmp_path, max_concurrent_requests=1, max_inflight_requests=2, max_queue_wait_s=0.3
+        tmp_path,
+        max_concurrent_requests=1,
+        max_inflight_requests=2,
+        max_queue_wait_s=0.3,
+        downstream_timeout_s=5,
     ) as gw:
         _product_answers_after(gw, 1.5)
         admission = gw.client.app.state.gateway.admission  # type: ignore[attr-defined]
@@ -86,7 +90,9 @@ def test_requests_past_the_admission_limits_are_refused_with_retry_after(
 
 
 def test_health_is_answered_while_every_slot_is_taken(tmp_path: Path) -> None:
-    with running_gateway(tmp_path, max_concurrent_requests=1, max_inflight_requests=1) as gw:
+    with running_gateway(
+        tmp_path, max_concurrent_requests=1, max_inflight_requests=1, downstream_timeout_s=5
+    ) as gw:
         _product_answers_after(gw, 1.0)
         admission = gw.client.app.state.gateway.admission  # type: ignore[attr-defined]
         with ThreadPoolExecutor(1) as pool:

@@ -803,6 +803,7 @@ def test_ops_lookup_of_an_unknown_order(shop: Shop) -> None:
 
 def test_ops_lookup_refuses_what_is_not_an_order_id(shop: Shop) -> None:
     shop.login_as(ADMIN)
+    shop.fakes.on("ordering", "GET", "/readyz", {"status": "ready"})  # ordering is up
 
     page = shop.get("/ops", params={"order": "../../etc"})
 

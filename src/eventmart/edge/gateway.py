@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import ResponseValidationError
@@ -41,6 +40,7 @@ from eventmart.platform import metrics
 from eventmart.platform.auth import InvalidTokenError, request_principal
 from eventmart.platform.bus import PartitionLag
 from eventmart.platform.http import (
+    Answer,
     Downstream,
     DownstreamUnavailableError,
     answer_detail,
@@ -362,7 +362,7 @@ def _client_key(request: Request) -> str:
     return "ip:" + (request.client.host if request.client else "unknown")
 
 
-def passthrough(response: httpx.Response) -> Any:
+def passthrough(response: Answer) -> Any:
     """Return a downstream's JSON, or raise its 4xx as ours (same status, same detail).
 
     What cannot be passed on becomes a 502 naming it: a redirect (the gateway does not
@@ -391,6 +391,6 @@ def passthrough(response: httpx.Response) -> Any:
         ) from None
 
 
-def _where(response: httpx.Response) -> str:
+def _where(response: Answer) -> str:
     # Only for an answer that is refused: the happy path (every proxied request) skips it.
-    return f"{response.request.method} {response.request.url.path}"
+    return f"{response.method} {response.path.partition('?')[0]}"

@@ -42,7 +42,7 @@ def ops_router(gw: Gateway) -> APIRouter:
                 "service": name,
                 "state": state,
                 "breaker": d.state,
-                "url": str(d.client.base_url),
+                "url": d.base_url,
             }
 
         return list(await asyncio.gather(*(probe(n) for n in gw.downstream)))
