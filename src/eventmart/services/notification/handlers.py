@@ -52,7 +52,7 @@ def order_handlers(customers: CustomerTable, mails: MailTable, drop: MailDrop) -
         mail = compose(customer)
         # The file first, then its row in this transaction: if the commit fails, the
         # redelivery finds the file and only records it; a file is never written twice.
-        drop.put(mail.file_name, bytes(mail.render()))
+        drop.put(mail.file_name, mail.render())
         mails.add(uow.conn, mail, now_ms())
 
     @handlers.on(OrderConfirmed)
