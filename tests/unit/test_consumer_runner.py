@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 import time
 from collections.abc import Callable
@@ -205,7 +206,9 @@ def test_messages_of_types_without_handler_are_skipped(h: Harness) -> None:
 
 
 def test_retry_later_pauses_the_partition_and_keeps_order(h: Harness) -> None:
-    down = {"until": time.monotonic() + 0.3}
+    # Down until the runner has paused (however long joining the group takes), then
+    # for 0.3 s more: the retries after the pause meet the outage too.
+    down = {"until": math.inf}
 
     @h.handlers.on(DoThing)
     def handle(msg: DoThing, _env: Envelope, uow: UnitOfWork) -> None:
@@ -215,10 +218,14 @@ def test_retry_later_pauses_the_partition_and_keeps_order(h: Harness) -> None:
 
     h.send(*(DoThing(thing_id="same-key", amount=i) for i in range(5)))
     runner = h.start(attempts=1)
+    deadline = time.monotonic() + 30
     first = runner.step()
     while not first.paused:
+        assert time.monotonic() < deadline, "RetryLaterError never paused the partition"
         first = runner.step()
     assert runner.consumer.paused() == set(first.paused)
+    assert h.effect_rows() == []
+    down["until"] = time.monotonic() + 0.3
     h.run_until(lambda: len(h.effect_rows()) == 5)
     assert [a for _, a in h.effect_rows()] == [0, 1, 2, 3, 4]
     assert DeadLetters(h.platform.bus).list("things") == []
