@@ -18,7 +18,7 @@ from eventmart.edge.gateway import Gateway
 from eventmart.edge.ops import ops_router
 from eventmart.edge.shapes import MobileShape, WebShape
 from eventmart.platform.infra import Platform
-from eventmart.platform.runtime import install_service_defaults
+from eventmart.platform.runtime import NATIVE_TELEMETRY_OFF, install_service_defaults
 from eventmart.platform.tracing import setup_tracing
 
 Kind = Literal["web", "mobile"]
@@ -43,6 +43,7 @@ def create_bff(kind: Kind, platform: Platform) -> FastAPI:
             "browsers (and the storefront pages)." if kind == "web" else "phones: trimmed payloads."
         ),
         lifespan=lifespan,
+        telemetry=NATIVE_TELEMETRY_OFF,
     )
     app.state.settings = platform.settings
     app.state.gateway = gateway
