@@ -26,8 +26,10 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     func,
     select,
+    update,
 )
 
 from eventmart.platform.messages import now_ms
@@ -182,13 +184,33 @@ class OrderReservations:
             PrimaryKeyConstraint("order_id", "product_id"),
         )
         Index("ix_order_reservations_due", self.t.c.state, self.t.c.expires_at_ms)
+        c = self.t.c
+        # Statements built once (their cache keys are memoized on the objects).
+        self._insert = self.t.insert()
+        self._lines = (
+            select(c.product_id, c.quantity, c.state, c.reason, c.expires_at_ms)
+            .where(c.order_id == bindparam("b_order"))
+            .order_by(c.line_no)
+        )
+        self._set_state = (
+            update(self.t)
+            .where(
+                c.order_id == bindparam("b_order"),
+                c.product_id.in_(bindparam("b_products", expanding=True)),
+            )
+            .values(
+                state=bindparam("b_state"),
+                reason=bindparam("b_reason"),
+                updated_at_ms=bindparam("b_at"),
+            )
+        )
 
     def add(
         self, conn: Connection, order_id: str, lines: Sequence[tuple[str, int]], expires_at_ms: int
     ) -> None:
         now = now_ms()
         conn.execute(
-            self.t.insert(),
+            self._insert,
             [
                 {
                     "order_id": order_id,
@@ -205,12 +227,7 @@ class OrderReservations:
         )
 
     def lines(self, conn: Connection, order_id: str) -> list[Holding]:
-        c = self.t.c
-        rows = conn.execute(
-            select(c.product_id, c.quantity, c.state, c.reason, c.expires_at_ms)
-            .where(c.order_id == order_id)
-            .order_by(c.line_no)
-        ).all()
+        rows = conn.execute(self._lines, {"b_order": order_id}).all()
         return [Holding(r[0], int(r[1]), LineState(r[2]), r[3], int(r[4])) for r in rows]
 
     def set_state(
@@ -223,11 +240,15 @@ class OrderReservations:
     ) -> None:
         if not product_ids:
             return
-        c = self.t.c
         conn.execute(
-            self.t.update()
-            .where(and_(c.order_id == order_id, c.product_id.in_(list(product_ids))))
-            .values(state=state.value, reason=reason, updated_at_ms=now_ms())
+            self._set_state,
+            {
+                "b_order": order_id,
+                "b_products": list(product_ids),
+                "b_state": state.value,
+                "b_reason": reason,
+                "b_at": now_ms(),
+            },
         )
 
     def due(self, conn: Connection, now: int, limit: int) -> list[str]:
@@ -273,12 +294,14 @@ class ReservationOutcomes:
             Column("unavailable", Text, nullable=False),  # JSON list of product ids
             Column("decided_at_ms", BigInteger, nullable=False),
         )
+        c = self.t.c
+        self._get = select(c.outcome, c.reason, c.unavailable).where(
+            c.order_id == bindparam("b_order")
+        )
+        self._insert = self.t.insert()
 
     def get(self, conn: Connection, order_id: str) -> ReservationOutcome | None:
-        c = self.t.c
-        row = conn.execute(
-            select(c.outcome, c.reason, c.unavailable).where(c.order_id == order_id)
-        ).first()
+        row = conn.execute(self._get, {"b_order": order_id}).first()
         if row is None:
             return None
         unavailable: list[str] = msgspec.json.decode(row[2])
@@ -286,11 +309,12 @@ class ReservationOutcomes:
 
     def record(self, conn: Connection, outcome: ReservationOutcome) -> None:
         conn.execute(
-            self.t.insert().values(
-                order_id=outcome.order_id,
-                outcome=outcome.outcome.value,
-                reason=outcome.reason,
-                unavailable=_encode(list(outcome.unavailable)).decode(),
-                decided_at_ms=now_ms(),
-            )
+            self._insert,
+            {
+                "order_id": outcome.order_id,
+                "outcome": outcome.outcome.value,
+                "reason": outcome.reason,
+                "unavailable": _encode(list(outcome.unavailable)).decode(),
+                "decided_at_ms": now_ms(),
+            },
         )
