@@ -5,6 +5,7 @@ Dependencies `CurrentUser` and `AdminUser` give a route its caller, or answer 40
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Annotated
@@ -47,21 +48,36 @@ class InvalidTokenError(Exception):
 
 
 def verify_token(settings: Settings, token: str) -> Principal:
+    secret = settings.jwt_secret.get_secret_value()
+    principal, expires = _verified(secret, token)
+    if expires <= time.time():  # remembered while it was valid, expired since
+        raise InvalidTokenError("Signature has expired")
+    return principal
+
+
+# Every gateway and service a request passes verifies its token again (the web BFF, then
+# basket), and decoding one costs more than the rest of the check: a token's claims
+# cannot change, only expire, so the tokens verified lately are remembered, keyed by the
+# secret too, and their expiry is checked on every use. A refused token is not
+# remembered (lru_cache keeps no exceptions).
+@functools.lru_cache(maxsize=4096)
+def _verified(secret: str, token: str) -> tuple[Principal, float]:
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret.get_secret_value(),
+            secret,
             algorithms=[ALGORITHM],
             issuer=ISSUER,
             options={"require": ["exp", "sub", "iss"]},
         )
     except jwt.PyJWTError as e:
         raise InvalidTokenError(str(e)) from e
-    return Principal(
+    principal = Principal(
         user_id=str(claims["sub"]),
         email=str(claims.get("email", "")),
         role=str(claims.get("role", "customer")),
     )
+    return principal, float(claims["exp"])
 
 
 def bearer_token(request: Request) -> str | None:
