@@ -280,3 +280,36 @@ def _outbox_count(h: Harness) -> int:
         return int(
             conn.execute(select(func.count()).select_from(h.store.outbox.table)).scalar() or 0
         )
+
+
+def test_publish_latest_keeps_the_last_message_per_type_and_key_in_a_unit_of_work(
+    h: Harness,
+) -> None:
+    with unit_of_work(h.store, h.writer) as uow:
+        uow.publish_latest(ThingHappened(thing_id="a", seq=1))
+        uow.publish_latest(ThingHappened(thing_id="b", seq=1))
+        uow.publish(ThingHappened(thing_id="a", seq=100))  # plain publish: always emitted
+        uow.publish_latest(ThingHappened(thing_id="a", seq=2))
+        uow.publish_latest(DoThing(thing_id="a", amount=7))  # another type, same key
+        assert [(r.key, r.topic) for r in uow.pending] == [
+            ("b", ThingHappened.topic),
+            ("a", ThingHappened.topic),
+            ("a", ThingHappened.topic),
+            ("a", DoThing.topic),
+        ]
+    OutboxRelay(h.store.db, h.store.outbox, h.platform.bus.producer()).relay_once()
+    seqs = {
+        key: [
+            h.platform.codec.decode(ThingHappened.type_name(), r.value).seq  # type: ignore[attr-defined]
+            for r in h.platform.bus.read(
+                ThingHappened.topic, _partition(h, key, ThingHappened.topic), 0, 10
+            )
+            if r.key == key
+        ]
+        for key in ("a", "b")
+    }
+    assert seqs == {"a": [100, 2], "b": [1]}
+    # The next unit of work starts afresh: its first level is emitted again.
+    with unit_of_work(h.store, h.writer) as uow:
+        uow.publish_latest(ThingHappened(thing_id="a", seq=3))
+        assert len(uow.pending) == 1

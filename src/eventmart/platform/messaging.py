@@ -75,7 +75,8 @@ class UnitOfWork:
         self.store = store
         self.writer = writer
         self.conn = conn
-        self._records: list[OutgoingRecord] = []
+        self._records: list[OutgoingRecord | None] = []
+        self._latest: dict[tuple[str, str], int] = {}
         # What collaborators keep for the length of this unit (a view store's pending
         # views, say), by a key of their own; and what they write at flush, before the
         # outbox rows.
@@ -85,6 +86,20 @@ class UnitOfWork:
     def publish(self, message: Message, *, key: str | None = None) -> None:
         """Emit `message` when (and only if) this unit of work commits."""
         self._records.append(self.writer.record(message, key=key))
+
+    def publish_latest(self, message: Message, *, key: str | None = None) -> None:
+        """`publish` for a state-transfer event, where a later message of the same type
+        and key supersedes an earlier one (a product's stock level): of those published
+        in this unit of work only the last is emitted, in its place among the others.
+        A consumer's batch is one unit of work, so a busy product announces its level
+        once per batch instead of once per change."""
+        record = self.writer.record(message, key=key)
+        slot = (message.type_name(), record.key)
+        earlier = self._latest.get(slot)
+        if earlier is not None:
+            self._records[earlier] = None
+        self._latest[slot] = len(self._records)
+        self._records.append(record)
 
     def schedule(self, timer_id: str, delay_s: float, message: Message) -> None:
         """Emit `message` after `delay_s`, durably; `cancel_timer(timer_id)` withdraws it."""
@@ -96,7 +111,7 @@ class UnitOfWork:
 
     @property
     def pending(self) -> list[OutgoingRecord]:
-        return list(self._records)
+        return [r for r in self._records if r is not None]
 
     def before_flush(self, write: Callable[[], None]) -> None:
         """Call `write` when this unit flushes (just before it commits), ahead of its
@@ -107,8 +122,9 @@ class UnitOfWork:
         for write in self._before_flush:
             write()
         self._before_flush.clear()
-        self.store.outbox.add(self.conn, self._records)
+        self.store.outbox.add(self.conn, self.pending)
         self._records.clear()
+        self._latest.clear()
 
 
 @contextmanager

@@ -235,8 +235,9 @@ def _merge_lines(order_id: str, lines: Sequence[StockLine]) -> dict[str, int]:
 
 
 def _publish_levels(uow: UnitOfWork, items: Iterable[StockItem]) -> None:
+    # A level supersedes the one before: a batch announces each product's last level.
     for item in items:
-        uow.publish(
+        uow.publish_latest(
             StockLevelChanged(
                 product_id=item.product_id,
                 on_hand=item.on_hand,
