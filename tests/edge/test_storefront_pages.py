@@ -740,18 +740,18 @@ def test_ops_order_lookup_shows_events_saga_and_a_trace_waterfall(shop: Shop) ->
     ]
     shop.platform.spans.add(
         [
-            {
-                "span_id": f"{i:016x}",
-                "trace_id": trace_id,
-                "parent_id": None,
-                "service": service,
-                "name": name,
-                "kind": "SERVER",
-                "start_ns": start + s * 1_000_000,
-                "end_ns": start + e * 1_000_000,
-                "status": "OK",
-                "attributes": orjson.dumps({"eventmart.key": key} if key else {}).decode(),
-            }
+            (
+                f"{i:016x}",
+                trace_id,
+                None,
+                service,
+                name,
+                "SERVER",
+                start + s * 1_000_000,
+                start + e * 1_000_000,
+                "OK",
+                orjson.dumps({"eventmart.key": key} if key else {}).decode(),
+            )
             for i, (service, name, s, e, key) in enumerate(spans)
         ]
     )

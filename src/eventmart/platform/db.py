@@ -236,9 +236,12 @@ class FastInsert:
     processing (a third of an append's time). Values must already be driver-ready
     (str, int, bytes)."""
 
-    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+    def __init__(
+        self, table: Table, columns: Sequence[str], *, sqlite_prefix: str | None = None
+    ) -> None:
         self.table = table
         self.columns = tuple(columns)
+        self.sqlite_prefix = sqlite_prefix  # e.g. "OR IGNORE"
         self._compiled: dict[str, tuple[str, bool]] = {}
 
     def _sql(self, conn: Connection) -> tuple[str, bool]:
@@ -246,6 +249,8 @@ class FastInsert:
         found = self._compiled.get(dialect.name)
         if found is None:
             stmt = self.table.insert().values({c: bindparam(c) for c in self.columns})
+            if self.sqlite_prefix:
+                stmt = stmt.prefix_with(self.sqlite_prefix, dialect="sqlite")
             compiled = stmt.compile(dialect=dialect)
             order = list(compiled.positiontup or [])
             if dialect.positional and order != list(self.columns):
