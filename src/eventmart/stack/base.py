@@ -193,9 +193,20 @@ def process_alive(pid: int, marker: str | None = None) -> bool:
     return not cmdline or marker in cmdline
 
 
+# The engines this process started and has not reaped yet. An engine outlives `start()`
+# by design (`stop` ends it, from this process or another), and a Popen dropped while its
+# child runs is what subprocess reports as a ResourceWarning ("still running").
+_started: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _reap(pid: int) -> None:
     # An engine started by this very process stays its child until reaped; without this it
     # would linger as a zombie after it exits.
+    child = _started.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _started[pid]
+        return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
 
@@ -388,6 +399,7 @@ def start(
                 group=user,
                 extra_groups=[] if user else None,
             )
+        _started[child.pid] = child
         engine.pid_file.write_text(f"{child.pid}\n")
         endpoint: dict[str, Any] = {
             "address": engine.address,
