@@ -229,7 +229,9 @@ def running_gateway(
     settings = Settings(
         data_dir=tmp_path / "data",
         environment="test",
-        **{"rate_limit": "100000/second", "downstream_timeout_s": 0.5, **settings_},
+        # A fake answers in milliseconds; 2 s leaves room for a loaded 2-core machine (at
+        # 0.5 s a page test failed once in a full run). Tests of slowness set their own.
+        **{"rate_limit": "100000/second", "downstream_timeout_s": 2.0, **settings_},
     )
     platform = Platform(settings)
     app = create_bff(kind, platform)

@@ -416,7 +416,7 @@ def test_the_order_page_of_an_unknown_old_id_is_a_404_page(shop: Shop) -> None:
 
 # -- 3. login under overload -------------------------------------------------------------
 def test_login_is_not_retried_when_identity_is_slow(tmp_path: Path) -> None:
-    with running_gateway(tmp_path, "web", retries=2) as gw:
+    with running_gateway(tmp_path, "web", retries=2, downstream_timeout_s=0.5) as gw:
 
         async def slow(_request: httpx.Request) -> httpx.Response:
             await asyncio.sleep(1.0)  # past the gateway's 0.5 s downstream timeout
