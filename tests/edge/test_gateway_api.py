@@ -254,15 +254,27 @@ def test_once_projected_the_order_comes_from_the_read_side(shop: Shop) -> None:
     assert not shop.fakes.requests("ordering")
 
 
-def test_an_order_unknown_to_both_sides_is_not_found(shop: Shop) -> None:
+def test_reading_an_order_straight_after_checkout_waits_for_it(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(edge_api, "ORDER_POLL_S", 0.05)
     order_id = fresh_order_id()
+    asked: list[int] = []
+
+    def ordering(_r: httpx.Request) -> httpx.Response:
+        asked.append(1)
+        if len(asked) < 3:  # the BasketCheckedOut reaches ordering at the third look
+            return json_response(404, {"detail": "order not found"})
+        return json_response(200, write_side(order_id))
+
     shop.fakes.on("readside", "GET", f"/orders/{order_id}", not_found)
-    shop.fakes.on("ordering", "GET", f"/orders/{order_id}", not_found)
+    shop.fakes.on("ordering", "GET", f"/orders/{order_id}", ordering)
 
     r = shop.client.get(f"/api/orders/{order_id}", headers=shop.headers_for(CUSTOMER))
 
-    assert r.status_code == 404
-    assert r.json() == {"detail": f"order {order_id} not found"}
+    assert r.status_code == 200, r.text
+    assert (r.json()["id"], r.json()["pending_projection"]) == (order_id, True)
+    assert len(asked) == 3
 
 
 def test_another_customers_pending_order_is_not_found(shop: Shop) -> None:
@@ -326,29 +338,34 @@ def test_the_stream_waits_for_an_order_placed_moments_ago(
     assert len(asked) == 4
 
 
-def test_the_stream_gives_up_on_an_order_that_does_not_come(
-    shop: Shop, monkeypatch: pytest.MonkeyPatch
+# The JSON route and the stream wait alike for an order on its way (for 3 s and 10 s).
+@pytest.mark.parametrize("suffix", ["", "/stream"])
+def test_an_order_that_does_not_come_is_not_found_after_the_wait(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch, suffix: str
 ) -> None:
     monkeypatch.setattr(edge_api, "ORDER_WAIT_S", 0.6)
+    monkeypatch.setattr(edge_api, "ORDER_GET_WAIT_S", 0.6)
     monkeypatch.setattr(edge_api, "ORDER_POLL_S", 0.05)
     order_id = fresh_order_id()
     shop.fakes.on("readside", "GET", f"/orders/{order_id}", not_found)
     shop.fakes.on("ordering", "GET", f"/orders/{order_id}", not_found)
 
     started = time.monotonic()
-    r = shop.client.get(f"/api/orders/{order_id}/stream", headers=shop.headers_for(CUSTOMER))
+    r = shop.client.get(f"/api/orders/{order_id}{suffix}", headers=shop.headers_for(CUSTOMER))
 
     assert r.status_code == 404
+    assert r.json() == {"detail": f"order {order_id} not found"}
     assert 0.6 <= time.monotonic() - started < 5
     assert len(shop.fakes.requests("readside")) > 3
 
 
-def test_the_stream_does_not_wait_for_an_order_that_cannot_be_on_its_way(shop: Shop) -> None:
+@pytest.mark.parametrize("suffix", ["", "/stream"])
+def test_no_wait_for_an_order_that_cannot_be_on_its_way(shop: Shop, suffix: str) -> None:
     # ORDER was minted long ago: if neither side has it, it is not coming.
     shop.fakes.on("readside", "GET", f"/orders/{ORDER}", not_found)
     shop.fakes.on("ordering", "GET", f"/orders/{ORDER}", not_found)
 
-    r = shop.client.get(f"/api/orders/{ORDER}/stream", headers=shop.headers_for(CUSTOMER))
+    r = shop.client.get(f"/api/orders/{ORDER}{suffix}", headers=shop.headers_for(CUSTOMER))
 
     assert r.status_code == 404
     assert len(shop.fakes.requests("readside")) == 1

@@ -33,6 +33,10 @@ TERMINAL = frozenset({"DELIVERED", "CANCELLED"})
 # moment they were made) may still be on its way, so "not found" may mean "not yet".
 IN_FLIGHT_S = 120.0
 ORDER_WAIT_S = 10.0  # how long the stream waits for an order on its way before a 404
+# ... and `GET /api/orders/{id}`: a client that reads the order straight after the 202 gets
+# it (ordering has it within milliseconds, seconds on a shop under load) instead of a 404
+# it would have to retry; short, because the request holds an admission slot meanwhile.
+ORDER_GET_WAIT_S = 3.0
 ORDER_POLL_S = 0.25
 
 
@@ -415,11 +419,14 @@ def api_router(gw: Gateway, shape: Shape) -> APIRouter:
             raise not_found(order_id)
         return view
 
-    async def order_soon(order_id: str, who: Principal, auth: dict[str, str]) -> dict[str, Any]:
-        """`own_order`, waiting up to `ORDER_WAIT_S` for an order that may be on its way."""
+    async def order_soon(
+        order_id: str, who: Principal, auth: dict[str, str], wait_s: float | None = None
+    ) -> dict[str, Any]:
+        """`own_order`, waiting up to `wait_s` (default `ORDER_WAIT_S`) for an order that
+        may be on its way."""
         if not may_be_in_flight(order_id):
             return await own_order(order_id, who, auth)
-        deadline = time.monotonic() + ORDER_WAIT_S
+        deadline = time.monotonic() + (ORDER_WAIT_S if wait_s is None else wait_s)
         while True:
             try:
                 return await own_order(order_id, who, auth)
@@ -448,7 +455,9 @@ def api_router(gw: Gateway, shape: Shape) -> APIRouter:
         responses=errors(401, 404, 422),
     )
     async def order(order_id: ResourceId, request: Request, who: CurrentUser) -> Any:
-        return shape.order(await own_order(order_id, who, _auth(request)))
+        """The order's view. An order placed moments ago may not be visible yet: the
+        answer waits for it (up to three seconds) before a 404."""
+        return shape.order(await order_soon(order_id, who, _auth(request), ORDER_GET_WAIT_S))
 
     @api.post(
         "/orders/{order_id}/cancel",
