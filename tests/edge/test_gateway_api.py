@@ -286,6 +286,19 @@ def test_another_customers_pending_order_is_not_found(shop: Shop) -> None:
     r = shop.client.get(f"/api/orders/{order_id}", headers=shop.headers_for(CUSTOMER))
 
     assert r.status_code == 404
+    # The gateway saw it exists and is someone else's: nothing to wait for.
+    assert len(shop.fakes.requests("ordering")) == 1
+
+
+def test_another_customers_order_placed_moments_ago_is_not_found_at_once(shop: Shop) -> None:
+    order_id = fresh_order_id()
+    theirs = {**order_view("CONFIRMED", id=order_id), "customer_id": "someone"}
+    shop.fakes.on("readside", "GET", f"/orders/{order_id}", theirs)
+
+    r = shop.client.get(f"/api/orders/{order_id}", headers=shop.headers_for(CUSTOMER))
+
+    assert r.status_code == 404
+    assert len(shop.fakes.requests("readside")) == 1
 
 
 def test_the_mobile_shape_of_a_pending_order(mobile: Shop) -> None:

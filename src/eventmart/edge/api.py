@@ -54,6 +54,14 @@ def may_be_in_flight(order_id: str, now_s: float | None = None) -> bool:
     return now - IN_FLIGHT_S <= minted_s <= now + 5.0
 
 
+class NotTheCallersOrderError(HTTPException):
+    """The order exists and belongs to someone else: "not found" to the caller, and not an
+    order on its way, so nothing waits for it."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(404, f"order {order_id} not found")
+
+
 class Shape(Protocol):
     """How a client type sees products, baskets and orders, and the models of those
     answers (the routes' response models)."""
@@ -416,7 +424,7 @@ def api_router(gw: Gateway, shape: Shape) -> APIRouter:
         else:
             view = passthrough(response)
         if view["customer_id"] != who.user_id and not who.is_admin:
-            raise not_found(order_id)
+            raise NotTheCallersOrderError(order_id)
         return view
 
     async def order_soon(
@@ -430,6 +438,8 @@ def api_router(gw: Gateway, shape: Shape) -> APIRouter:
         while True:
             try:
                 return await own_order(order_id, who, auth)
+            except NotTheCallersOrderError:
+                raise
             except HTTPException as e:
                 if e.status_code != 404 or time.monotonic() >= deadline:
                     raise
