@@ -108,20 +108,6 @@ def producer_span(
 # -- the local span store ----------------------------------------------------------------
 
 
-_SPAN_COLUMNS = (
-    "span_id",
-    "trace_id",
-    "parent_id",
-    "service",
-    "name",
-    "kind",
-    "start_ns",
-    "end_ns",
-    "status",
-    "attributes",
-)
-
-
 class SpanStore:
     """Finished spans, queryable by trace id (the ops console's trace view)."""
 
@@ -146,7 +132,8 @@ class SpanStore:
         # Rows arrive in batches from every process' span processor: one compiled INSERT
         # executed on row tuples (SQLAlchemy's per-row parameter processing was a third
         # of an export).
-        self._insert = FastInsert(self.table, _SPAN_COLUMNS, sqlite_prefix="OR IGNORE")
+        columns = [c.name for c in self.table.columns]
+        self._insert = FastInsert(self.table, columns, sqlite_prefix="OR IGNORE")
         self._created = False
         self._lock = threading.Lock()
 
@@ -158,7 +145,7 @@ class SpanStore:
                     self._created = True
 
     def add(self, rows: list[tuple[Any, ...]]) -> None:
-        """Store finished spans, as tuples in the order of `_SPAN_COLUMNS`."""
+        """Store finished spans, as tuples in the table's column order."""
         self._ensure()
         with self.db.transaction() as conn:
             self._insert.execute(conn, rows)
