@@ -7,7 +7,9 @@ every service (the chassis' "service defaults", called in one line).
 
 from __future__ import annotations
 
+import functools
 import gc
+import inspect
 import logging
 import re
 import socket
@@ -20,13 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
@@ -102,6 +105,32 @@ class Service:
 # left on, it asks the global providers on every request whether it has work to do (1.5%
 # of a service's CPU under checkout load) and finds none.
 NATIVE_TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+class ServiceRouter(APIRouter):
+    """The router a service's API is written with: endpoints are plain functions (they do
+    blocking database work), and each request hands off to the thread pool once.
+
+    FastAPI runs a plain `def` endpoint in the thread pool and then hands the result to
+    the thread pool a second time to validate and serialize the response. Two hand-offs
+    per request were ~13% of the basket's CPU under checkout load (py-spy). Here a plain
+    endpoint is wrapped in a coroutine that runs it in the pool, so FastAPI serializes the
+    result on the event loop instead. Same signature, same dependencies, same answers.
+    """
+
+    def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().add_api_route(path, _off_the_loop(endpoint), **kwargs)
+
+
+def _off_the_loop(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(endpoint) or not inspect.isfunction(endpoint):
+        return endpoint
+
+    @functools.wraps(endpoint)
+    async def in_thread(*args: Any, **kwargs: Any) -> Any:
+        return await run_in_threadpool(endpoint, *args, **kwargs)
+
+    return in_thread
 
 
 def service_app(name: str, settings: Settings, **kwargs: Any) -> FastAPI:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
 from eventmart.platform.bus import Bus
+from eventmart.platform.runtime import ServiceRouter
 from eventmart.readside.domain import OrderView, ProductView
 from eventmart.readside.projections import group_name
 from eventmart.readside.views import PROJECTIONS, ViewStore
@@ -131,7 +132,7 @@ def product_public(p: ProductView) -> ProductPublic:
 
 
 def router(views: ViewStore, bus: Bus) -> APIRouter:
-    api = APIRouter()
+    api = ServiceRouter()
 
     @api.get("/orders")
     def list_orders(

@@ -18,7 +18,7 @@ from eventmart.contracts.common import Address, OrderLine
 from eventmart.platform.auth import CurrentUser
 from eventmart.platform.messages import new_id
 from eventmart.platform.messaging import UnitOfWork
-from eventmart.platform.runtime import Service
+from eventmart.platform.runtime import Service, ServiceRouter
 from eventmart.services.basket.adapters import BasketTable, Checkout, CheckoutTable, PriceTable
 from eventmart.services.basket.domain import (
     MAX_QUANTITY,
@@ -132,7 +132,7 @@ def install_error_mapping(app: FastAPI) -> None:
 def router(
     service: Service, prices: PriceTable, baskets: BasketTable, checkouts: CheckoutTable
 ) -> APIRouter:
-    api = APIRouter()
+    api = ServiceRouter()
 
     def priced(conn: Connection, customer_id: str) -> PricedBasket:
         items = baskets.items(conn, customer_id)

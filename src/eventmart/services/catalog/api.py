@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from eventmart.contracts.catalog import ProductAdded, ProductPriceChanged
 from eventmart.platform.auth import AdminUser
 from eventmart.platform.messages import new_id
-from eventmart.platform.runtime import Service
+from eventmart.platform.runtime import Service, ServiceRouter
 from eventmart.services.catalog.adapters import ProductTable
 from eventmart.services.catalog.domain import MAX_PRICE_CENTS, Product
 
@@ -54,7 +54,7 @@ def _public(p: Product) -> ProductPublic:
 
 
 def router(service: Service, products: ProductTable) -> APIRouter:
-    api = APIRouter()
+    api = ServiceRouter()
 
     @api.get("/products")
     def list_products(

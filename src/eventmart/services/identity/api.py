@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eventmart.platform.auth import CurrentUser, Principal, issue_token
 from eventmart.platform.messaging import UnitOfWork
-from eventmart.platform.runtime import Service
+from eventmart.platform.runtime import Service, ServiceRouter
 from eventmart.platform.settings import Settings
 from eventmart.services.identity.adapters import Passwords, PasswordsBusyError, UserTable
 from eventmart.services.identity.domain import (
@@ -77,7 +77,7 @@ def public(user: User) -> UserPublic:
 
 
 def router(service: Service, users: UserTable, passwords: Passwords) -> APIRouter:
-    api = APIRouter()
+    api = ServiceRouter()
     new_uow: Callable[[], AbstractContextManager[UnitOfWork]] = service.uow
 
     @api.post("/register", status_code=status.HTTP_201_CREATED)

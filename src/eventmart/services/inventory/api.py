@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from eventmart.platform.auth import AdminUser
-from eventmart.platform.runtime import Service
+from eventmart.platform.runtime import Service, ServiceRouter
 from eventmart.services.inventory.adapters import event_data
 from eventmart.services.inventory.domain import MAX_RECEIVE, InventoryError, StockItem
 from eventmart.services.inventory.handlers import Inventory
@@ -65,7 +65,7 @@ def _not_found(product_id: str) -> HTTPException:
 
 
 def router(service: Service, inventory: Inventory) -> APIRouter:
-    api = APIRouter()
+    api = ServiceRouter()
     streams = inventory.streams
     assert service.store is not None
     db = service.store.db

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from eventmart.platform.runtime import Service
+from eventmart.platform.runtime import Service, ServiceRouter
 from eventmart.services.notification.adapters import MailDrop, MailTable
 
 MAX_LIST = 1000
@@ -23,7 +23,7 @@ class MailPublic(BaseModel):
 
 
 def router(service: Service, mails: MailTable, drop: MailDrop) -> APIRouter:
-    api = APIRouter()
+    api = ServiceRouter()
 
     @api.get("/mail")
     def list_mail(

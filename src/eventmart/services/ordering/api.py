@@ -10,7 +10,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ra
 
 from eventmart.platform.auth import AdminUser, CurrentUser, Principal
 from eventmart.platform.errors import ConcurrencyError
-from eventmart.platform.runtime import Service
+from eventmart.platform.runtime import Service, ServiceRouter
 from eventmart.platform.saga import ProcessManager
 from eventmart.services.ordering.adapters import OrderRepository, decode
 from eventmart.services.ordering.domain import Order, OrderError
@@ -41,7 +41,7 @@ def _view(order: Order) -> dict[str, Any]:
 def router(
     service: Service, orders: OrderRepository, saga: CheckoutSaga, sagas: ProcessManager[Checkout]
 ) -> APIRouter:
-    api = APIRouter()
+    api = ServiceRouter()
 
     def visible(order: Order | None, who: Principal, order_id: str) -> Order:
         # Another customer's order is "not found", not "forbidden": no existence leak.

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
-from eventmart.platform.runtime import Service
+from eventmart.platform.runtime import Service, ServiceRouter
 from eventmart.services.payment.adapters import PaymentTable
 from eventmart.services.payment.domain import Payment, PaymentStatus
 
@@ -38,7 +38,7 @@ def _public(p: Payment, updated_at_ms: int) -> PaymentPublic:
 
 
 def router(service: Service, payments: PaymentTable) -> APIRouter:
-    api = APIRouter()
+    api = ServiceRouter()
 
     @api.get("/payments/{order_id}")
     def get_payment(order_id: str) -> PaymentPublic:

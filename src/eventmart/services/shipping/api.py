@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 
-from eventmart.platform.runtime import Service
+from eventmart.platform.runtime import Service, ServiceRouter
 from eventmart.services.shipping.adapters import ShipmentTable
 from eventmart.services.shipping.domain import CARRIER, ShipmentStatus
 
@@ -25,7 +25,7 @@ class ShipmentPublic(BaseModel):
 
 
 def router(service: Service, shipments: ShipmentTable) -> APIRouter:
-    api = APIRouter()
+    api = ServiceRouter()
 
     @api.get("/shipments/{order_id}")
     def get_shipment(order_id: str) -> ShipmentPublic:
