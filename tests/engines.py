@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -31,6 +32,7 @@ from sqlalchemy.engine import make_url
 
 from eventmart import stack
 from eventmart.platform.db import ensure_postgres_database
+from eventmart.stack.base import process_alive
 
 if TYPE_CHECKING:
     from tests.contract.registry_fixtures import RegistryTarget
@@ -40,6 +42,28 @@ if TYPE_CHECKING:
 # machine need different offsets: EVENTMART_TEST_PORT_OFFSET.
 PORT_OFFSET = int(os.environ.get("EVENTMART_TEST_PORT_OFFSET", "20100"))
 BASE_DIR = Path("/var/tmp")
+FOLDER_PREFIX = "eventmart-engines-"
+OWNER_FILE = "owner.pid"  # the pid of the pytest session that started the engines
+
+
+def stop_orphans(base: Path) -> list[Path]:
+    """Stop the engines of earlier sessions that ended without stopping them (pytest
+    killed by SIGTERM or SIGKILL never reaches `pytest_sessionfinish`). Left running, they
+    hold this session's ports and every distributed test fails with "port in use". A
+    folder whose session still runs belongs to that session and is left alone; so is one
+    whose engines are all stopped (a failed session keeps its logs there)."""
+    stopped = []
+    for folder in sorted(base.glob(FOLDER_PREFIX + "*")):
+        try:
+            owner = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if owner == os.getpid() or process_alive(owner):
+            continue
+        if stack.down(data_dir=folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            stopped.append(folder)
+    return stopped
 
 
 class _Engines:
@@ -58,8 +82,14 @@ class _Engines:
             if self.addresses is not None:
                 return self.addresses
             base = BASE_DIR if BASE_DIR.is_dir() else Path(tempfile.gettempdir())
-            self.folder = Path(tempfile.mkdtemp(prefix="eventmart-engines-", dir=base))
+            for folder in stop_orphans(base):
+                warnings.warn(
+                    f"stopped the engines an ended test session left running in {folder}",
+                    stacklevel=2,
+                )
+            self.folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=base))
             self.folder.chmod(0o755)  # searchable by the `postgres` user
+            (self.folder / OWNER_FILE).write_text(f"{os.getpid()}\n")
             try:
                 self.addresses = stack.up(None, self.folder, port_offset=PORT_OFFSET)
                 return self.addresses
