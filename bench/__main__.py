@@ -111,9 +111,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile-dir",
         type=Path,
-        help="record py-spy profiles of every shop process during each checkout window here",
+        help="record py-spy profiles (--gil: Python CPU) of every shop process during each "
+        "checkout window here",
     )
     args = parser.parse_args(argv)
+    if args.profile_dir is not None and importlib.import_module("bench.checkout").py_spy() is None:
+        parser.error(
+            "--profile-dir needs py-spy, on PATH or in .tools/bin: "
+            "python3 -m venv .tools && .tools/bin/pip install py-spy"
+        )
     if args.all:
         args.profile = "all"
     elif args.distributed and args.profile == "embedded":

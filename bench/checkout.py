@@ -539,10 +539,16 @@ async def _load(
 PY_SPY = Path(__file__).resolve().parent.parent / ".tools" / "bin" / "py-spy"
 
 
+def py_spy() -> str | None:
+    """The py-spy executable: on PATH, or in .tools/bin (`.tools/bin/pip install py-spy`)."""
+    return shutil.which("py-spy") or (str(PY_SPY) if PY_SPY.exists() else None)
+
+
 def _py_spy(procs: dict[int, str], folder: Path, seconds: float) -> list[subprocess.Popen[bytes]]:
-    """Sample every shop process for `seconds` with py-spy (collapsed stacks, idle threads
-    left out), one file per process in `folder`."""
-    exe = shutil.which("py-spy") or (str(PY_SPY) if PY_SPY.exists() else None)
+    """Sample every shop process for `seconds` with py-spy, one file per process in
+    `folder` (collapsed stacks). `--gil` keeps only the thread holding the GIL: where the
+    process spends Python CPU, not where its other threads wait."""
+    exe = py_spy()
     if exe is None:
         return []
     folder.mkdir(parents=True, exist_ok=True)
@@ -550,7 +556,7 @@ def _py_spy(procs: dict[int, str], folder: Path, seconds: float) -> list[subproc
         subprocess.Popen(
             [
                 *(exe, "record", "-p", str(pid), "-d", str(max(1, int(seconds)))),
-                *("-r", "25", "-f", "raw", "-o", str(folder / f"{name}.txt")),
+                *("-r", "25", "--gil", "-f", "raw", "-o", str(folder / f"{name}.txt")),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
