@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, select
+import pytest
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
 
-from eventmart.platform.db import Database, upsert_statement
+from eventmart.platform.db import Database, DriverStatement, FastInsert, upsert_statement
 
 
 def _items(db: Database) -> Table:
@@ -49,3 +64,68 @@ def test_one_statement_object_serves_each_dialect_and_choice(database: Database)
     with database.transaction() as conn:
         assert upsert_statement(conn, table) is upsert_statement(conn, table)
         assert upsert_statement(conn, table, ("quantity",)) is not upsert_statement(conn, table)
+
+
+def test_driver_statements_read_and_write_as_sqlalchemy_would(database: Database) -> None:
+    table = _items(database)
+    add = FastInsert(table, ["owner", "product", "quantity", "added_at_ms"])
+    by_owner = DriverStatement(
+        select(table.c.product, table.c.quantity)
+        .where(table.c.owner == bindparam("owner"))
+        .order_by(table.c.product)
+    )
+    # A value the statement carries itself ("ann") beside one given per call.
+    anns_count = DriverStatement(
+        select(func.count())
+        .select_from(table)
+        .where(and_(table.c.owner == "ann", table.c.quantity >= bindparam("least")))
+    )
+    remove = DriverStatement(
+        delete(table).where(
+            and_(table.c.owner == bindparam("owner"), table.c.product == bindparam("product"))
+        )
+    )
+    with database.transaction() as conn:
+        add.execute(conn, [("ann", "mug", 2, 1), ("ann", "kettle", 1, 2), ("bob", "mug", 9, 3)])
+        assert by_owner.rows(conn, {"owner": "ann"}) == [("kettle", 1), ("mug", 2)]
+        assert by_owner.first(conn, {"owner": "bob"}) == ("mug", 9)
+        assert by_owner.first(conn, {"owner": "cy"}) is None
+        assert anns_count.scalar(conn, {"least": 2}) == 1
+        assert remove.run(conn, {"owner": "ann", "product": "mug"}) == 1
+        assert remove.run(conn, {"owner": "ann", "product": "mug"}) == 0
+        remove.many(conn, [{"owner": "ann", "product": "kettle"}, {"owner": "bob", "product": "x"}])
+    # The writes were part of the transaction, and it committed.
+    assert _rows(database, table) == [("mug", 9, 3)]
+
+
+def test_a_driver_error_is_sqlalchemys_and_rolls_back_the_unit(database: Database) -> None:
+    table = _items(database)
+    add = FastInsert(table, ["owner", "product", "quantity", "added_at_ms"])
+    with database.transaction() as conn:
+        add.execute(conn, [("ann", "mug", 1, 1)])
+    with pytest.raises(IntegrityError), database.transaction() as conn:
+        add.execute(conn, [("ann", "kettle", 1, 2)])
+        add.execute(conn, [("ann", "mug", 5, 3)])  # the same key again
+    assert _rows(database, table) == [("mug", 1, 1)]
+
+
+def test_a_driver_statement_keeps_bytes_and_refuses_an_expanding_parameter(
+    database: Database,
+) -> None:
+    blobs = Table(
+        "blobs",
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("body", LargeBinary, nullable=False),
+    )
+    blobs.metadata.create_all(database.engine)
+    body = bytes(range(256))
+    with database.transaction() as conn:
+        FastInsert(blobs, ["id", "body"]).execute(conn, [(1, body)])
+        read = DriverStatement(select(blobs.c.body).where(blobs.c.id == bindparam("id")))
+        assert bytes(read.scalar(conn, {"id": 1})) == body
+        expanding = DriverStatement(
+            select(blobs.c.id).where(blobs.c.id.in_(bindparam("ids", expanding=True)))
+        )
+        with pytest.raises(ValueError, match="expanding"):
+            expanding.rows(conn, {"ids": [1]})

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 
 from eventmart.platform.avro import AvroCodec
+from eventmart.platform.db import DriverStatement, FastInsert
 from eventmart.platform.errors import ConcurrencyError, EventmartError
 from eventmart.platform.messages import Message, now_ms
 from eventmart.platform.messaging import UnitOfWork
@@ -147,26 +148,34 @@ class ProcessManager(Generic[S]):
         self.table = _saga_table(metadata)
         self.steps = _steps_table(metadata)
         t = self.table
-        # Built once (a statement's cache key is memoized on the object); the UPDATE's SET
-        # clause comes from the parameters that name columns.
-        self._select = select(
-            t.c.status,
-            t.c.step,
-            t.c.data,
-            t.c.compensations,
-            t.c.deadlines,
-            t.c.version,
-            t.c.steps_taken,
-        ).where(and_(t.c.saga_type == bindparam("b_type"), t.c.saga_id == bindparam("b_id")))
-        self._insert = t.insert()
-        self._update = t.update().where(
-            and_(
-                t.c.saga_type == bindparam("b_type"),
-                t.c.saga_id == bindparam("b_id"),
-                t.c.version == bindparam("b_version"),
-            )
+        # Every message a saga handles loads and saves it: the statements run on the
+        # driver (DriverStatement), compiled once.
+        self._select = DriverStatement(
+            select(
+                t.c.status,
+                t.c.step,
+                t.c.data,
+                t.c.compensations,
+                t.c.deadlines,
+                t.c.version,
+                t.c.steps_taken,
+            ).where(and_(t.c.saga_type == bindparam("b_type"), t.c.saga_id == bindparam("b_id")))
         )
-        self._insert_steps = self.steps.insert()
+        self._insert = DriverStatement(
+            t.insert().values({c.name: bindparam(c.name) for c in t.columns})
+        )
+        self._update = DriverStatement(
+            t.update()
+            .where(
+                and_(
+                    t.c.saga_type == bindparam("b_type"),
+                    t.c.saga_id == bindparam("b_id"),
+                    t.c.version == bindparam("b_version"),
+                )
+            )
+            .values({name: bindparam(name) for name in _SAVED})
+        )
+        self._insert_steps = FastInsert(self.steps, [c.name for c in self.steps.columns])
 
     def start(self, saga_id: str, data: S) -> SagaInstance[S]:
         instance: SagaInstance[S] = SagaInstance(saga_id=saga_id, data=data)
@@ -174,18 +183,19 @@ class ProcessManager(Generic[S]):
         return instance
 
     def load(self, uow: UnitOfWork, saga_id: str) -> SagaInstance[S] | None:
-        row = uow.conn.execute(self._select, {"b_type": self.name, "b_id": saga_id}).first()
+        row = self._select.first(uow.conn, {"b_type": self.name, "b_id": saga_id})
         if row is None:
             return None
+        status, step, data, compensations, deadlines, version, steps_taken = row
         return SagaInstance(
             saga_id=saga_id,
-            data=msgspec.json.decode(row.data, type=self.data_type),
-            status=SagaStatus(row.status),
-            step_name=row.step,
-            version=row.version,
-            compensations=msgspec.json.decode(row.compensations, type=list[_Pending]),
-            deadlines=msgspec.json.decode(row.deadlines, type=list[str]),
-            steps_taken=row.steps_taken,
+            data=msgspec.json.decode(data, type=self.data_type),
+            status=SagaStatus(status),
+            step_name=step,
+            version=version,
+            compensations=msgspec.json.decode(compensations, type=list[_Pending]),
+            deadlines=msgspec.json.decode(deadlines, type=list[str]),
+            steps_taken=steps_taken,
         )
 
     def save(self, uow: UnitOfWork, instance: SagaInstance[S]) -> None:
@@ -202,8 +212,8 @@ class ProcessManager(Generic[S]):
             "updated_at_ms": now_ms(),
         }
         if instance.version == 0:
-            uow.conn.execute(
-                self._insert,
+            self._insert.run(
+                uow.conn,
                 {
                     "saga_type": self.name,
                     "saga_id": instance.saga_id,
@@ -213,22 +223,15 @@ class ProcessManager(Generic[S]):
             )
         else:
             where = {"b_type": self.name, "b_id": instance.saga_id, "b_version": instance.version}
-            updated = uow.conn.execute(self._update, {**where, **values}).rowcount
+            updated = self._update.run(uow.conn, {**where, **values})
             if updated != 1:
                 raise ConcurrencyError(f"saga {instance.saga_id}", instance.version, -1)
         instance.version += 1
         if instance.new_steps:
-            uow.conn.execute(
-                self._insert_steps,
+            self._insert_steps.execute(
+                uow.conn,
                 [
-                    {
-                        "saga_type": self.name,
-                        "saga_id": instance.saga_id,
-                        "seq": s.seq,
-                        "step": s.step,
-                        "at_ms": s.at_ms,
-                        "detail": s.detail,
-                    }
+                    (self.name, instance.saga_id, s.seq, s.step, s.at_ms, s.detail)
                     for s in instance.new_steps
                 ],
             )
@@ -260,6 +263,19 @@ class ProcessManager(Generic[S]):
 
     def _timer_id(self, saga_id: str, name: str) -> str:
         return f"{self.name}:{saga_id}:{name}"
+
+
+# The columns a save writes (the key and started_at_ms are written once).
+_SAVED = (
+    "status",
+    "step",
+    "data",
+    "compensations",
+    "deadlines",
+    "version",
+    "steps_taken",
+    "updated_at_ms",
+)
 
 
 def _saga_table(metadata: MetaData) -> Table:

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from eventmart.platform.db import FastInsert
+from eventmart.platform.db import DriverStatement, FastInsert
 from eventmart.platform.errors import ConcurrencyError
 from eventmart.platform.messages import now_ms
 
@@ -140,27 +140,31 @@ class SqlEventStore(EventStore):
         c = self.events.c
         cols = (c.stream_id, c.version, c.position, c.type, c.data, c.metadata, c.recorded_at_ms)
         # Built once: a statement made per call costs more than the query it runs.
-        self._read_stream = (
+        # The per-message statements run on the driver (DriverStatement).
+        self._read_stream = DriverStatement(
             select(*cols)
             .where(and_(c.stream_id == bindparam("sid"), c.version > bindparam("after")))
             .order_by(c.version)
         )
-        self._read_all = (
+        self._read_all = DriverStatement(
             select(*cols)
             .where(c.position > bindparam("after"))
             .order_by(c.position)
             .limit(bindparam("limit"))
         )
-        self._current = select(func.max(c.version)).where(c.stream_id == bindparam("sid"))
+        self._current = DriverStatement(
+            select(func.max(c.version)).where(c.stream_id == bindparam("sid"))
+        )
         self._currents = (
             select(c.stream_id, func.max(c.version))
             .where(c.stream_id.in_(bindparam("sids", expanding=True)))
             .group_by(c.stream_id)
         )
         s = self.snapshots.c
-        self._snapshot = select(s.stream_id, s.version, s.type, s.data).where(
-            s.stream_id == bindparam("sid")
+        self._snapshot = DriverStatement(
+            select(s.stream_id, s.version, s.type, s.data).where(s.stream_id == bindparam("sid"))
         )
+        self._lock = DriverStatement(text("SELECT pg_advisory_xact_lock(:k)"))
         self._insert = FastInsert(
             self.events, ["stream_id", "version", "type", "data", "metadata", "recorded_at_ms"]
         )
@@ -169,9 +173,13 @@ class SqlEventStore(EventStore):
         if not appends:
             return []
         if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self.ADVISORY_LOCK})
-        ids = [a.stream_id for a in appends]
-        current = dict(conn.execute(self._currents, {"sids": ids}).all())
+            self._lock.rows(conn, {"k": self.ADVISORY_LOCK})
+        if len(appends) == 1:  # one aggregate per unit of work: the common case
+            sid = appends[0].stream_id
+            current = {sid: int(self._current.scalar(conn, {"sid": sid}) or 0)}
+        else:
+            ids = [a.stream_id for a in appends]
+            current = dict(conn.execute(self._currents, {"sids": ids}).all())
         now = now_ms()
         rows: list[tuple[str, int, str, bytes, bytes, int]] = []
         versions: list[int] = []
@@ -195,15 +203,15 @@ class SqlEventStore(EventStore):
     def read_stream(
         self, conn: Connection, stream_id: str, after_version: int = 0
     ) -> list[StoredEvent]:
-        rows = conn.execute(self._read_stream, {"sid": stream_id, "after": after_version})
+        rows = self._read_stream.rows(conn, {"sid": stream_id, "after": after_version})
         return [StoredEvent(*row) for row in rows]
 
     def read_all(self, conn: Connection, after_position: int, limit: int) -> list[StoredEvent]:
-        rows = conn.execute(self._read_all, {"after": after_position, "limit": limit})
+        rows = self._read_all.rows(conn, {"after": after_position, "limit": limit})
         return [StoredEvent(*row) for row in rows]
 
     def current_version(self, conn: Connection, stream_id: str) -> int:
-        return int(conn.execute(self._current, {"sid": stream_id}).scalar() or 0)
+        return int(self._current.scalar(conn, {"sid": stream_id}) or 0)
 
     def save_snapshot(self, conn: Connection, snapshot: Snapshot) -> None:
         s = self.snapshots
@@ -227,5 +235,5 @@ class SqlEventStore(EventStore):
                 )
 
     def load_snapshot(self, conn: Connection, stream_id: str) -> Snapshot | None:
-        row = conn.execute(self._snapshot, {"sid": stream_id}).first()
+        row = self._snapshot.first(conn, {"sid": stream_id})
         return Snapshot(*row) if row else None

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, delete
+from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, bindparam, delete
 
-from eventmart.platform.db import dialect_insert
+from eventmart.platform.db import DriverStatement, dialect_insert
 from eventmart.platform.messages import now_ms
 
 
@@ -24,6 +24,7 @@ class Inbox:
             Column("processed_at_ms", BigInteger, nullable=False),
         )
         self._claims: dict[str, Any] = {}
+        self._claim_ones: dict[str, DriverStatement] = {}
 
     def claim(self, conn: Connection, consumer: str, message_ids: Sequence[str]) -> set[str]:
         """Record the ids not seen before and return them; the caller handles only those.
@@ -37,6 +38,11 @@ class Inbox:
         if not wanted:
             return set()
         now = now_ms()
+        if len(wanted) == 1:  # a batch of one (light traffic): straight to the driver
+            row = self._claim_one(conn).first(
+                conn, {"consumer": consumer, "message_id": wanted[0], "processed_at_ms": now}
+            )
+            return {row[0]} if row else set()
         rows = [{"consumer": consumer, "message_id": m, "processed_at_ms": now} for m in wanted]
         # One statement object per dialect, executed with a list of rows: SQLAlchemy's
         # "insertmanyvalues" batches it into multi-row INSERTs and the compiled form is
@@ -53,6 +59,18 @@ class Inbox:
                 .returning(self.table.c.message_id)
             )
             self._claims[name] = stmt
+        return stmt
+
+    def _claim_one(self, conn: Connection) -> DriverStatement:
+        name = conn.dialect.name
+        stmt = self._claim_ones.get(name)
+        if stmt is None:
+            stmt = DriverStatement(
+                self._claim_statement(conn).values(
+                    {c.name: bindparam(c.name) for c in self.table.columns}
+                )
+            )
+            self._claim_ones[name] = stmt
         return stmt
 
     def forget(self, conn: Connection, consumer: str) -> None:

@@ -50,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 
 from eventmart.platform.bus import Producer
-from eventmart.platform.db import Database
+from eventmart.platform.db import Database, DriverStatement, FastInsert
 from eventmart.platform.messages import Headers, OutgoingRecord, now_ms
 
 log = logging.getLogger(__name__)
@@ -100,15 +100,17 @@ class Outbox:
             dialect="postgresql"
         )
         t = self.table
-        # Statements on the hot path are built once: SQLAlchemy memoizes a statement
-        # object's cache key, and building one per call cost more than running it.
-        self.insert = t.insert()
-        self.delete_ids = delete(t).where(t.c.id.in_(bindparam("ids", expanding=True)))
-        self.oldest = (
+        # Statements on the hot path are built once and run on the driver
+        # (DriverStatement, FastInsert): every unit of work that publishes adds rows,
+        # and every relay pass reads and deletes them.
+        self.insert = FastInsert(t, ["topic", "key", "headers", "value", "created_at_ms", "shard"])
+        self.delete_id = DriverStatement(delete(t).where(t.c.id == bindparam("row_id")))
+        self.oldest = DriverStatement(
             select(t.c.id, t.c.topic, t.c.key, t.c.headers, t.c.value)
             .order_by(t.c.id)
             .limit(bindparam("limit"))
         )
+        self.notify = DriverStatement(text("SELECT pg_notify(:channel, '')"))
         self.leases = Table(
             "outbox_relay_lease",
             metadata,
@@ -124,25 +126,29 @@ class Outbox:
             return
         now = now_ms()
         pg = conn.dialect.name == "postgresql"
-        conn.execute(
-            self.insert,
+        self.insert.execute(
+            conn,
             [
-                {
-                    "topic": r.topic,
-                    "key": r.key,
-                    "headers": _encode_headers(r.headers),
-                    "value": r.value,
-                    "created_at_ms": now,
+                (
+                    r.topic,
+                    r.key,
+                    _encode_headers(r.headers),
+                    r.value,
+                    now,
                     # Relays on PostgreSQL claim by shard; SQLite has one relay at a time.
-                    "shard": shard_of(r.key) if pg else None,
-                }
+                    shard_of(r.key) if pg else None,
+                )
                 for r in records
             ],
         )
         if pg:
             # Delivered to the listening relays when (and only if) this transaction commits.
             channel = notify_channel(conn.engine.url.database or "")
-            conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+            self.notify.rows(conn, {"channel": channel})
+
+    def delete(self, conn: Connection, ids: Sequence[int]) -> None:
+        """Delete exactly these rows (published)."""
+        self.delete_id.many(conn, [{"row_id": i} for i in ids])
 
     def pending(self, conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(self.table)).scalar() or 0)
@@ -223,7 +229,7 @@ class OutboxRelay:
         if not self.db.is_sqlite:
             return self._relay_shards_once()
         with self.db.read() as conn:
-            rows = conn.execute(self.outbox.oldest, {"limit": self.batch_size}).all()
+            rows = self.outbox.oldest.rows(conn, {"limit": self.batch_size})
         if not rows:
             return 0
         self.producer.send(
@@ -235,7 +241,7 @@ class OutboxRelay:
         with self.db.transaction() as conn:
             # Exactly the rows published (not `id <= last`: SQLite reuses the ids of an
             # emptied table, and a relay that stalled past its lease deletes late).
-            conn.execute(self.outbox.delete_ids, {"ids": [row[0] for row in rows]})
+            self.outbox.delete(conn, [row[0] for row in rows])
         self.published += len(rows)
         return len(rows)
 
@@ -262,7 +268,7 @@ class OutboxRelay:
             )
             # Exactly these rows: a row with a smaller id may commit later (sequences hand
             # out ids before commit) and must stay for the next batch.
-            conn.execute(self.outbox.delete_ids, {"ids": [row[0] for row in rows]})
+            self.outbox.delete(conn, [row[0] for row in rows])
         self.published += len(rows)
         return len(rows)
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     select,
 )
 
+from eventmart.platform.db import DriverStatement
 from eventmart.platform.messages import OutgoingRecord, now_ms
 from eventmart.platform.store.outbox import Outbox, _decode_headers, _encode_headers
 
@@ -39,11 +40,14 @@ class Timers:
             Column("value", LargeBinary, nullable=False),
         )
         t = self.table
-        # Built once (see Outbox.__init__).
-        self._insert = t.insert()
-        self._delete = delete(t).where(t.c.timer_id == bindparam("timer_id"))
+        # Built once (see Outbox.__init__); a saga sets and clears its deadlines as it
+        # handles messages, so those statements run on the driver.
+        self._insert = DriverStatement(
+            t.insert().values({c.name: bindparam(c.name) for c in t.columns})
+        )
+        self._delete = DriverStatement(delete(t).where(t.c.timer_id == bindparam("timer_id")))
         self._delete_ids = delete(t).where(t.c.timer_id.in_(bindparam("ids", expanding=True)))
-        self._earliest = select(func.min(t.c.due_ms))
+        self._earliest = DriverStatement(select(func.min(t.c.due_ms)))
         self._due = (
             select(t.c.timer_id, t.c.topic, t.c.key, t.c.headers, t.c.value)
             .where(t.c.due_ms <= bindparam("now"))
@@ -59,8 +63,8 @@ class Timers:
     ) -> None:
         """Set (or move) a timer; `timer_id` is chosen by the caller so it can cancel it."""
         self.cancel(conn, timer_id)
-        conn.execute(
-            self._insert,
+        self._insert.run(
+            conn,
             {
                 "timer_id": timer_id,
                 "due_ms": due_ms,
@@ -72,11 +76,11 @@ class Timers:
         )
 
     def cancel(self, conn: Connection, timer_id: str) -> None:
-        conn.execute(self._delete, {"timer_id": timer_id})
+        self._delete.run(conn, {"timer_id": timer_id})
 
     def next_due_ms(self, conn: Connection) -> int | None:
         """When the earliest timer falls due (a cheap read, to skip idle write transactions)."""
-        value = conn.execute(self._earliest).scalar()
+        value = self._earliest.scalar(conn)
         return None if value is None else int(value)
 
     def fire_due(self, conn: Connection, limit: int = 500) -> int:

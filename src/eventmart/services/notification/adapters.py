@@ -21,7 +21,7 @@ from sqlalchemy import (
     select,
 )
 
-from eventmart.platform.db import upsert_statement
+from eventmart.platform.db import DriverStatement, FastInsert, upsert_statement
 from eventmart.services.notification.domain import Customer, Mail
 
 
@@ -36,7 +36,10 @@ class CustomerTable:
             Column("email", String(320), nullable=False),
             Column("name", String(200), nullable=False),
         )
-        self._get = select(self.t).where(self.t.c.user_id == bindparam("b_user"))
+        c = self.t.c
+        self._get = DriverStatement(
+            select(c.user_id, c.email, c.name).where(c.user_id == bindparam("b_user"))
+        )
 
     def put(self, conn: Connection, c: Customer) -> None:
         conn.execute(
@@ -44,8 +47,8 @@ class CustomerTable:
         )
 
     def get(self, conn: Connection, user_id: str) -> Customer | None:
-        row = conn.execute(self._get, {"b_user": user_id}).first()
-        return Customer(**row._mapping) if row else None
+        row = self._get.first(conn, {"b_user": user_id})
+        return Customer(*row) if row else None
 
 
 class MailTable:
@@ -67,27 +70,32 @@ class MailTable:
             UniqueConstraint("order_id", "kind", name="uq_mails_order_kind"),
         )
         Index("ix_mails_to", self.t.c["to"], self.t.c.created_at_ms)
-        self._insert = self.t.insert()
-        self._sent = select(self.t.c.message_id).where(
-            self.t.c.order_id == bindparam("b_order"), self.t.c.kind == bindparam("b_kind")
+        # Each mail checks and records itself: on the driver (DriverStatement).
+        self._insert = FastInsert(self.t, [c.name for c in self.t.columns])
+        self._sent = DriverStatement(
+            select(self.t.c.message_id).where(
+                self.t.c.order_id == bindparam("b_order"), self.t.c.kind == bindparam("b_kind")
+            )
         )
 
     def sent(self, conn: Connection, order_id: str, kind: str) -> bool:
-        found = conn.execute(self._sent, {"b_order": order_id, "b_kind": kind}).first()
+        found = self._sent.first(conn, {"b_order": order_id, "b_kind": kind})
         return found is not None
 
     def add(self, conn: Connection, mail: Mail, created_at_ms: int) -> None:
-        conn.execute(
-            self._insert,
-            {
-                "message_id": mail.message_id,
-                "order_id": mail.order_id,
-                "to": mail.to.email,
-                "subject": mail.subject,
-                "kind": mail.kind.value,
-                "file": mail.file_name,
-                "created_at_ms": created_at_ms,
-            },
+        self._insert.execute(
+            conn,
+            [
+                (
+                    mail.message_id,
+                    mail.order_id,
+                    mail.to.email,
+                    mail.subject,
+                    mail.kind.value,
+                    mail.file_name,
+                    created_at_ms,
+                )
+            ],
         )
 
     def find(

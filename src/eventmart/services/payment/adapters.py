@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -10,14 +11,13 @@ from sqlalchemy import (
     Connection,
     Index,
     MetaData,
-    Row,
     String,
     Table,
     bindparam,
     select,
 )
 
-from eventmart.platform.db import upsert_statement
+from eventmart.platform.db import DriverStatement, driver_upsert
 from eventmart.platform.messages import now_ms
 from eventmart.services.payment.domain import Payment, PaymentStatus
 
@@ -39,12 +39,16 @@ class PaymentTable:
             Column("updated_at_ms", BigInteger, nullable=False),
         )
         Index("ix_payments_status", self.t.c.status, self.t.c.updated_at_ms)
-        # Built once: their cache keys are memoized on the objects.
+        # Built once, run on the driver: every command and timer reads and writes one.
         by_order = select(self.t).where(self.t.c.order_id == bindparam("b_order"))
-        self._get = {False: by_order, True: by_order.with_for_update()}
+        self._get = {
+            False: DriverStatement(by_order),
+            True: DriverStatement(by_order.with_for_update()),
+        }
+        self._save = driver_upsert(self.t)
 
-    def _payment(self, row: Row[Any]) -> Payment:
-        m = dict(row._mapping)
+    def _payment(self, row: Mapping[str, Any]) -> Payment:
+        m = dict(row)
         m.pop("updated_at_ms")
         m["status"] = PaymentStatus(m["status"])
         return Payment(**m)
@@ -52,12 +56,12 @@ class PaymentTable:
     def get(self, conn: Connection, order_id: str, *, for_update: bool = False) -> Payment | None:
         """The payment of an order; `for_update` locks the row (PostgreSQL) until commit,
         because a timer and a command about one order can arrive on different topics."""
-        row = conn.execute(self._get[for_update], {"b_order": order_id}).first()
+        row = self._get[for_update].mapping(conn, {"b_order": order_id})
         return self._payment(row) if row else None
 
     def get_with_time(self, conn: Connection, order_id: str) -> tuple[Payment, int] | None:
-        row = conn.execute(self._get[False], {"b_order": order_id}).first()
-        return (self._payment(row), int(row.updated_at_ms)) if row else None
+        row = self._get[False].mapping(conn, {"b_order": order_id})
+        return (self._payment(row), int(row["updated_at_ms"])) if row else None
 
     def save(self, conn: Connection, p: Payment) -> None:
         values = {
@@ -69,7 +73,7 @@ class PaymentTable:
             "reason": p.reason,
             "updated_at_ms": now_ms(),
         }
-        conn.execute(upsert_statement(conn, self.t), {"order_id": p.order_id, **values})
+        self._save.run(conn, {"order_id": p.order_id, **values})
 
     def by_status(
         self, conn: Connection, status: PaymentStatus | None, limit: int
@@ -77,4 +81,6 @@ class PaymentTable:
         query = select(self.t).order_by(self.t.c.updated_at_ms, self.t.c.order_id).limit(limit)
         if status is not None:
             query = query.where(self.t.c.status == status.value)
-        return [(self._payment(r), int(r.updated_at_ms)) for r in conn.execute(query)]
+        return [
+            (self._payment(dict(r._mapping)), int(r.updated_at_ms)) for r in conn.execute(query)
+        ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -9,14 +10,13 @@ from sqlalchemy import (
     Column,
     Connection,
     MetaData,
-    Row,
     String,
     Table,
     bindparam,
     select,
 )
 
-from eventmart.platform.db import dialect_insert
+from eventmart.platform.db import DriverStatement, dialect_insert
 from eventmart.services.shipping.domain import Shipment, ShipmentStatus
 
 
@@ -39,9 +39,10 @@ class ShipmentTable:
             Column("cancellation_reason", String(200), nullable=False),
         )
         t = self.t
-        # Statements built once: their cache keys are memoized on the objects.
+        # Statements built once and run on the driver: every shipment event reads and
+        # writes one row.
         self._by = {
-            (column, lock): (
+            (column, lock): DriverStatement(
                 select(t).where(t.c[column] == bindparam("b_key")).with_for_update()
                 if lock
                 else select(t).where(t.c[column] == bindparam("b_key"))
@@ -49,20 +50,25 @@ class ShipmentTable:
             for column in ("order_id", "shipment_id")
             for lock in (False, True)
         }
-        self._insert = t.insert()
-        # SET takes every parameter named after a column.
-        self._update = t.update().where(t.c.shipment_id == bindparam("b_id"))
+        self._insert = DriverStatement(
+            t.insert().values({c.name: bindparam(c.name) for c in t.columns})
+        )
+        self._update = DriverStatement(
+            t.update()
+            .where(t.c.shipment_id == bindparam("b_id"))
+            .values({c.name: bindparam(c.name) for c in t.columns if c.name != "shipment_id"})
+        )
 
     @staticmethod
-    def _shipment(row: Row[Any]) -> Shipment:
-        m = dict(row._mapping)
+    def _shipment(row: Mapping[str, Any]) -> Shipment:
+        m = dict(row)
         m["status"] = ShipmentStatus(m["status"])
         return Shipment(**m)
 
     def _one(self, conn: Connection, column: str, key: str, for_update: bool) -> Shipment | None:
         # for_update: a timer (shipping.internal) and a cancellation (ordering.events) for
         # one order can be handled at once by different consumers: serialize them.
-        row = conn.execute(self._by[column, for_update], {"b_key": key}).first()
+        row = self._by[column, for_update].mapping(conn, {"b_key": key})
         return self._shipment(row) if row else None
 
     def by_order(
@@ -76,12 +82,12 @@ class ShipmentTable:
         return self._one(conn, "shipment_id", shipment_id, for_update)
 
     def add(self, conn: Connection, s: Shipment) -> None:
-        conn.execute(self._insert, _values(s))
+        self._insert.run(conn, _values(s))
 
     def save(self, conn: Connection, s: Shipment) -> None:
         values = _values(s)
         values["b_id"] = values.pop("shipment_id")
-        conn.execute(self._update, values)
+        self._update.run(conn, values)
 
 
 def _values(s: Shipment) -> dict[str, Any]:
