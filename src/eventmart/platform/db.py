@@ -12,9 +12,9 @@ import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, Engine, MetaData, Table, bindparam, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -202,7 +202,7 @@ def _pg_database_exists(conn: Connection, name: str) -> bool:
 def dialect_insert(conn: Connection, table: Table) -> Any:
     """An INSERT that knows ON CONFLICT (`on_conflict_do_nothing/do_update`), in the
     connection's dialect: the one upsert spelling SQLite and PostgreSQL share."""
-    return _insert(table, conn.dialect.name)
+    return insert_in(table, conn.dialect.name)
 
 
 def upsert_statement(conn: Connection, table: Table, update: tuple[str, ...] | None = None) -> Any:
@@ -215,7 +215,8 @@ def upsert_statement(conn: Connection, table: Table, update: tuple[str, ...] | N
 # them for every message, and building one costs more than SQLAlchemy's cached compile.
 # Bounded: test sessions make tables by the hundred.
 @functools.lru_cache(maxsize=512)
-def _insert(table: Table, dialect: str) -> Any:
+def insert_in(table: Table, dialect: str) -> Any:
+    """`dialect_insert` by the dialect's name."""
     if dialect == "postgresql":
         return postgresql.insert(table)
     if dialect == "sqlite":
@@ -225,11 +226,24 @@ def _insert(table: Table, dialect: str) -> Any:
 
 @functools.lru_cache(maxsize=512)
 def _upsert(table: Table, dialect: str, update: tuple[str, ...] | None) -> Any:
-    stmt = _insert(table, dialect)
+    stmt = insert_in(table, dialect)
     keys = [c.name for c in table.primary_key.columns]
     names = update if update is not None else [c.name for c in table.columns if c.name not in keys]
     changes = {name: stmt.excluded[name] for name in names}
     return stmt.on_conflict_do_update(index_elements=keys, set_=changes)
+
+
+class _Prepared(NamedTuple):
+    sql: str
+    order: tuple[str, ...] | None  # parameter names in order for a positional driver
+    own: dict[str, Any]  # values of bind parameters the statement carries itself
+    names: tuple[str, ...]  # the columns a row holds (a SELECT)
+
+    def bind(self, params: Mapping[str, Any]) -> Any:
+        """`params` (with the statement's own values) as the driver takes them."""
+        if self.order is None:
+            return {**self.own, **params} if self.own else params
+        return tuple(params[n] if n in params else self.own[n] for n in self.order)
 
 
 class DriverStatement:
@@ -239,43 +253,16 @@ class DriverStatement:
     SQLAlchemy's execution path (cache key, execution context, parameter and result
     processing) costs ~22-27 µs a statement on SQLite, where the driver runs a primary-key
     SELECT in ~6-12 µs (measured on the development machine); a checkout runs a few
-    hundred statements across the shop. The statement is still written with SQLAlchemy Core, so
-    one definition serves SQLite and PostgreSQL. What it gives up: no type conversion
-    either way, so values must be what the driver speaks (str, int, bytes, None) and rows
-    come back as plain tuples; no expanding IN. A driver error is raised as SQLAlchemy's
-    exception (an `IntegrityError` stays an `IntegrityError`).
+    hundred statements across the shop. The statement is still written with SQLAlchemy
+    Core, so one definition serves SQLite and PostgreSQL. What it gives up: no type
+    conversion either way, so values must be what the driver speaks (str, int, bytes,
+    None) and rows come back as plain tuples; no expanding IN. A driver error is raised as
+    SQLAlchemy's exception (an `IntegrityError` stays an `IntegrityError`).
     """
 
     def __init__(self, stmt: Any) -> None:
         self._make: Callable[[str], Any] = lambda _dialect: stmt
-        # dialect name -> (SQL, parameter names in order for a positional driver else
-        # None, the values of bind parameters the statement carries itself)
-        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
-        self._names: dict[str, tuple[str, ...]] = {}
-
-    def _prepared(self, conn: Connection) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
-        dialect = conn.dialect
-        found = self._compiled.get(dialect.name)
-        if found is None:
-            compiled = self._make(dialect.name).compile(dialect=dialect)
-            sql = str(compiled)
-            if "POSTCOMPILE" in sql:
-                raise ValueError(f"an expanding parameter cannot be compiled once: {sql}")
-            order = tuple(compiled.positiontup or ()) if dialect.positional else None
-            own = {n: b.effective_value for n, b in compiled.binds.items() if not b.required}
-            found = (sql, order, own)
-            self._compiled[dialect.name] = found
-        return found
-
-    def _args(self, conn: Connection, params: Mapping[str, Any]) -> tuple[str, Any]:
-        sql, order, own = self._prepared(conn)
-        if order is None:
-            return sql, {**own, **params} if own else params
-        return sql, tuple(params[n] if n in params else own[n] for n in order)
-
-    def rows(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMS) -> list[Any]:
-        sql, args = self._args(conn, params)
-        return _on_driver(conn, sql, args, lambda cur: cur.execute(sql, args).fetchall())
+        self._compiled: dict[str, _Prepared] = {}
 
     @classmethod
     def per_dialect(cls, make: Callable[[str], Any]) -> DriverStatement:
@@ -284,22 +271,41 @@ class DriverStatement:
         driver._make = make
         return driver
 
+    def prepared(self, conn: Connection) -> _Prepared:
+        dialect = conn.dialect
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            stmt = self._make(dialect.name)
+            compiled = stmt.compile(dialect=dialect)
+            sql = str(compiled)
+            if "POSTCOMPILE" in sql:
+                raise ValueError(f"an expanding parameter cannot be compiled once: {sql}")
+            found = _Prepared(
+                sql,
+                tuple(compiled.positiontup or ()) if dialect.positional else None,
+                {n: b.effective_value for n, b in compiled.binds.items() if not b.required},
+                tuple(getattr(stmt, "selected_columns", {}).keys()),
+            )
+            self._compiled[dialect.name] = found
+        return found
+
+    def _call(self, conn: Connection, params: Mapping[str, Any], call: Callable[[Any], T]) -> T:
+        prep = self.prepared(conn)
+        args = prep.bind(params)
+        return _on_driver(conn, prep.sql, args, lambda cur: call(cur.execute(prep.sql, args)))
+
+    def rows(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMS) -> list[Any]:
+        return self._call(conn, params, lambda cur: cur.fetchall())
+
     def first(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMS) -> Any | None:
-        sql, args = self._args(conn, params)
-        return _on_driver(conn, sql, args, lambda cur: cur.execute(sql, args).fetchone())
+        return self._call(conn, params, lambda cur: cur.fetchone())
 
     def mapping(
         self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMS
     ) -> dict[str, Any] | None:
         """The first row as a dict by column name (a SELECT), or None."""
         row = self.first(conn, params)
-        if row is None:
-            return None
-        names = self._names.get(conn.dialect.name)
-        if names is None:
-            stmt = self._make(conn.dialect.name)
-            names = self._names[conn.dialect.name] = tuple(stmt.selected_columns.keys())
-        return dict(zip(names, row, strict=True))
+        return None if row is None else dict(zip(self.prepared(conn).names, row, strict=True))
 
     def scalar(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMS) -> Any:
         row = self.first(conn, params)
@@ -307,24 +313,34 @@ class DriverStatement:
 
     def run(self, conn: Connection, params: Mapping[str, Any] = _NO_PARAMS) -> int:
         """Execute a write; the number of rows it changed."""
-        sql, args = self._args(conn, params)
-        return int(_on_driver(conn, sql, args, lambda cur: cur.execute(sql, args).rowcount))
+        return int(self._call(conn, params, lambda cur: cur.rowcount))
 
     def many(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> None:
         """Execute a write once per parameter set, in one driver call."""
-        if not params:
-            return
-        sql, order, own = self._prepared(conn)
-        if order is None:
-            batch: list[Any] = [{**own, **p} for p in params] if own else list(params)
-        else:
-            batch = [tuple(p[n] if n in p else own[n] for n in order) for p in params]
+        if params:
+            prep = self.prepared(conn)
+            self.executemany(conn, [prep.bind(p) for p in params])
+
+    def executemany(self, conn: Connection, batch: list[Any]) -> None:
+        """Execute a write once per item of `batch`, already as the driver takes them."""
+        sql = self.prepared(conn).sql
         _on_driver(conn, sql, batch, lambda cur: cur.executemany(sql, batch))
+
+
+def column_params(names: Iterable[str]) -> dict[str, Any]:
+    """Every named column set from a bind parameter of its own name (an INSERT's VALUES,
+    an UPDATE's SET)."""
+    return {name: bindparam(name) for name in names}
+
+
+def driver_insert(table: Table) -> DriverStatement:
+    """An INSERT of every column as a DriverStatement, parameters named after them."""
+    return DriverStatement(table.insert().values(column_params(table.columns.keys())))
 
 
 def driver_upsert(table: Table, update: tuple[str, ...] | None = None) -> DriverStatement:
     """`upsert_statement` as a DriverStatement: every column a parameter of its name."""
-    values: dict[str, Any] = {c.name: bindparam(c.name) for c in table.columns}
+    values = column_params(table.columns.keys())
     return DriverStatement.per_dialect(lambda d: _upsert(table, d, update).values(values))
 
 
@@ -342,39 +358,28 @@ def _on_driver(conn: Connection, sql: str, args: Any, call: Callable[[Any], T]) 
 
 
 class FastInsert:
-    """A plain multi-row INSERT for hot paths: compiled once per dialect, executed with
-    the driver's executemany on row tuples (see `DriverStatement`), skipping SQLAlchemy's
-    per-row parameter processing (a third of an append's time). Values must already be
+    """A plain multi-row INSERT for hot paths, on row tuples in `columns` order: a
+    DriverStatement run with the driver's executemany, skipping SQLAlchemy's per-row
+    parameter processing (a third of an append's time). Values must already be
     driver-ready (str, int, bytes)."""
 
     def __init__(
         self, table: Table, columns: Sequence[str], *, sqlite_prefix: str | None = None
     ) -> None:
-        self.table = table
         self.columns = tuple(columns)
-        self.sqlite_prefix = sqlite_prefix  # e.g. "OR IGNORE"
-        self._compiled: dict[str, tuple[str, bool]] = {}
-
-    def _sql(self, conn: Connection) -> tuple[str, bool]:
-        dialect = conn.dialect
-        found = self._compiled.get(dialect.name)
-        if found is None:
-            stmt = self.table.insert().values({c: bindparam(c) for c in self.columns})
-            if self.sqlite_prefix:
-                stmt = stmt.prefix_with(self.sqlite_prefix, dialect="sqlite")
-            compiled = stmt.compile(dialect=dialect)
-            order = list(compiled.positiontup or [])
-            if dialect.positional and order != list(self.columns):
-                raise ValueError(f"unexpected parameter order {order} for {self.columns}")
-            found = (str(compiled), bool(dialect.positional))
-            self._compiled[dialect.name] = found
-        return found
+        stmt = table.insert().values(column_params(self.columns))
+        if sqlite_prefix:  # e.g. "OR IGNORE"
+            stmt = stmt.prefix_with(sqlite_prefix, dialect="sqlite")
+        self._statement = DriverStatement(stmt)
 
     def execute(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         if not rows:
             return
-        sql, positional = self._sql(conn)
-        batch = (
-            list(rows) if positional else [dict(zip(self.columns, r, strict=True)) for r in rows]
-        )
-        _on_driver(conn, sql, batch, lambda cur: cur.executemany(sql, batch))
+        order = self._statement.prepared(conn).order
+        if order is None:
+            batch: list[Any] = [dict(zip(self.columns, r, strict=True)) for r in rows]
+        elif order == self.columns:
+            batch = list(rows)
+        else:
+            raise ValueError(f"unexpected parameter order {order} for {self.columns}")
+        self._statement.executemany(conn, batch)

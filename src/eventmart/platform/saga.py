@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from eventmart.platform.avro import AvroCodec
-from eventmart.platform.db import DriverStatement, FastInsert
+from eventmart.platform.db import DriverStatement, FastInsert, column_params, driver_insert
 from eventmart.platform.errors import ConcurrencyError, EventmartError
 from eventmart.platform.messages import Message, now_ms
 from eventmart.platform.messaging import UnitOfWork
@@ -161,9 +161,7 @@ class ProcessManager(Generic[S]):
                 t.c.steps_taken,
             ).where(and_(t.c.saga_type == bindparam("b_type"), t.c.saga_id == bindparam("b_id")))
         )
-        self._insert = DriverStatement(
-            t.insert().values({c.name: bindparam(c.name) for c in t.columns})
-        )
+        self._insert = driver_insert(t)
         self._update = DriverStatement(
             t.update()
             .where(
@@ -173,7 +171,7 @@ class ProcessManager(Generic[S]):
                     t.c.version == bindparam("b_version"),
                 )
             )
-            .values({name: bindparam(name) for name in _SAVED})
+            .values(column_params(_SAVED))
         )
         self._insert_steps = FastInsert(self.steps, [c.name for c in self.steps.columns])
 

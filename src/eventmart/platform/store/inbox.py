@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, bindparam, delete
+from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, delete
 
-from eventmart.platform.db import DriverStatement, dialect_insert
+from eventmart.platform.db import DriverStatement, column_params, insert_in
 from eventmart.platform.messages import now_ms
 
 
@@ -24,7 +24,9 @@ class Inbox:
             Column("processed_at_ms", BigInteger, nullable=False),
         )
         self._claims: dict[str, Any] = {}
-        self._claim_ones: dict[str, DriverStatement] = {}
+        self._claim_one = DriverStatement.per_dialect(
+            lambda d: self._claim_statement(d).values(column_params(self.table.columns.keys()))
+        )
 
     def claim(self, conn: Connection, consumer: str, message_ids: Sequence[str]) -> set[str]:
         """Record the ids not seen before and return them; the caller handles only those.
@@ -39,7 +41,7 @@ class Inbox:
             return set()
         now = now_ms()
         if len(wanted) == 1:  # a batch of one (light traffic): straight to the driver
-            row = self._claim_one(conn).first(
+            row = self._claim_one.first(
                 conn, {"consumer": consumer, "message_id": wanted[0], "processed_at_ms": now}
             )
             return {row[0]} if row else set()
@@ -47,30 +49,17 @@ class Inbox:
         # One statement object per dialect, executed with a list of rows: SQLAlchemy's
         # "insertmanyvalues" batches it into multi-row INSERTs and the compiled form is
         # cached, instead of compiling a new statement for every batch size.
-        return set(conn.execute(self._claim_statement(conn), rows).scalars())
+        return set(conn.execute(self._claim_statement(conn.dialect.name), rows).scalars())
 
-    def _claim_statement(self, conn: Connection) -> Any:
-        name = conn.dialect.name
-        stmt = self._claims.get(name)
+    def _claim_statement(self, dialect: str) -> Any:
+        stmt = self._claims.get(dialect)
         if stmt is None:
             stmt = (
-                dialect_insert(conn, self.table)
+                insert_in(self.table, dialect)
                 .on_conflict_do_nothing()
                 .returning(self.table.c.message_id)
             )
-            self._claims[name] = stmt
-        return stmt
-
-    def _claim_one(self, conn: Connection) -> DriverStatement:
-        name = conn.dialect.name
-        stmt = self._claim_ones.get(name)
-        if stmt is None:
-            stmt = DriverStatement(
-                self._claim_statement(conn).values(
-                    {c.name: bindparam(c.name) for c in self.table.columns}
-                )
-            )
-            self._claim_ones[name] = stmt
+            self._claims[dialect] = stmt
         return stmt
 
     def forget(self, conn: Connection, consumer: str) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import (
     select,
 )
 
-from eventmart.platform.db import DriverStatement
+from eventmart.platform.db import DriverStatement, driver_insert
 from eventmart.platform.messages import OutgoingRecord, now_ms
 from eventmart.platform.store.outbox import Outbox, _decode_headers, _encode_headers
 
@@ -42,9 +42,7 @@ class Timers:
         t = self.table
         # Built once (see Outbox.__init__); a saga sets and clears its deadlines as it
         # handles messages, so those statements run on the driver.
-        self._insert = DriverStatement(
-            t.insert().values({c.name: bindparam(c.name) for c in t.columns})
-        )
+        self._insert = driver_insert(t)
         self._delete = DriverStatement(delete(t).where(t.c.timer_id == bindparam("timer_id")))
         self._delete_ids = delete(t).where(t.c.timer_id.in_(bindparam("ids", expanding=True)))
         self._earliest = DriverStatement(select(func.min(t.c.due_ms)))

@@ -16,7 +16,7 @@ from sqlalchemy import (
     select,
 )
 
-from eventmart.platform.db import DriverStatement, dialect_insert
+from eventmart.platform.db import DriverStatement, column_params, dialect_insert, driver_insert
 from eventmart.services.shipping.domain import Shipment, ShipmentStatus
 
 
@@ -50,13 +50,11 @@ class ShipmentTable:
             for column in ("order_id", "shipment_id")
             for lock in (False, True)
         }
-        self._insert = DriverStatement(
-            t.insert().values({c.name: bindparam(c.name) for c in t.columns})
-        )
+        self._insert = driver_insert(t)
         self._update = DriverStatement(
             t.update()
             .where(t.c.shipment_id == bindparam("b_id"))
-            .values({c.name: bindparam(c.name) for c in t.columns if c.name != "shipment_id"})
+            .values(column_params(c.name for c in t.columns if c.name != "shipment_id"))
         )
 
     @staticmethod
