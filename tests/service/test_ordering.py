@@ -171,6 +171,10 @@ def test_shipped_order_cannot_be_cancelled(h: ServiceHarness) -> None:
     order_id = checkout(h)
     reserved(h, order_id)
     h.publish(PaymentAuthorized(order_id=order_id, authorization_id="au", amount_cents=3000))
+    # Shipping dispatches only what was confirmed. Published together, the two replies
+    # could be read in either order: they travel on different topics, and the log orders
+    # messages within a partition only.
+    h.wait_for(OrderConfirmed, key=order_id)
     h.publish(ShipmentDispatched(order_id=order_id, shipment_id="s"))
     h.wait_for(OrderShipped, key=order_id)
     r = h.client.post(f"/orders/{order_id}/cancel", headers=h.token(user_id="c1"))
