@@ -29,6 +29,41 @@ T = TypeVar("T")
 _NO_PARAMS: Mapping[str, Any] = {}
 
 
+class _Keeping(threading.local):
+    """Per thread: the SQLite connections it keeps (see `keep_connections`), None when
+    it does not keep any."""
+
+    kept: list[Connection] | None = None
+
+
+_keeping = _Keeping()
+
+
+@contextmanager
+def keep_connections() -> Iterator[None]:
+    """In this block the current thread keeps one SQLite connection per database (and one
+    for reads) from one transaction to the next, closed when the block ends.
+
+    For the long-lived loops of a service (consumers, the outbox relay, timers), which
+    run a few transactions per batch: a pool checkout and return cost more than the
+    transaction (~28 µs in all against ~11 µs for BEGIN and COMMIT on a kept
+    connection). A loop's transactions are strictly one after another, so a kept
+    connection is never shared. PostgreSQL connections still come from the pool at
+    every transaction, with its pre-ping, so a restarted server is noticed before a
+    unit of work starts rather than in the middle of one."""
+    if _keeping.kept is not None:
+        yield  # already keeping: the outer block closes them
+        return
+    kept: list[Connection] = []
+    _keeping.kept = kept
+    try:
+        yield
+    finally:
+        _keeping.kept = None
+        for conn in kept:
+            conn.close()
+
+
 class Database:
     """One database, opened lazily; `transaction()` is the unit of work's connection."""
 
@@ -39,6 +74,7 @@ class Database:
         self._reader: Engine | None = None
         self._lock = threading.Lock()
         self._watch: sqlite3.Connection | None = None
+        self._kept = threading.local()  # .writer / .reader: this thread's kept connections
         path = sqlite_file(url)
         self._gate: AbstractContextManager[None] = write_gate(path) if path else nullcontext()
 
@@ -76,8 +112,14 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction: commits when the block ends, rolls back if it raises."""
-        with self._gate, self.engine.connect() as conn, conn.begin():
-            yield conn
+        with self._gate:
+            kept = self._kept_connection("writer", self.engine)
+            if kept is None:
+                with self.engine.connect() as conn, conn.begin():
+                    yield conn
+            else:
+                with kept.begin():
+                    yield kept
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -87,8 +129,31 @@ class Database:
             # The engine with the read-only option set once (it shares the pool), instead
             # of a copy of every connection with the option.
             reader = self._reader = self.engine.execution_options(**{_READ_ONLY: True})
-        with reader.connect() as conn, conn.begin():
-            yield conn
+        kept = self._kept_connection("reader", reader)
+        if kept is None:
+            with reader.connect() as conn, conn.begin():
+                yield conn
+        else:
+            with kept.begin():
+                yield kept
+
+    def _kept_connection(self, role: str, engine: Engine) -> Connection | None:
+        """This thread's kept connection for `role`, opened on first use, when the thread
+        keeps connections (`keep_connections`), the database is SQLite and the connection
+        is free (a transaction inside another takes one from the pool, as before)."""
+        kept = _keeping.kept
+        if kept is None or not self.is_sqlite:
+            return None
+        conn: Connection | None = getattr(self._kept, role, None)
+        if conn is None or conn.closed or conn.invalidated:
+            if conn is not None:
+                conn.close()
+            conn = engine.connect()
+            setattr(self._kept, role, conn)
+            kept.append(conn)
+        elif conn.in_transaction():
+            return None
+        return conn
 
     def data_version(self) -> int | None:
         """A number that changes whenever any connection commits to this SQLite database

@@ -37,6 +37,7 @@ from starlette.types import Message as AsgiMessage
 from eventmart.platform import metrics
 from eventmart.platform.consumer import ConsumerRunner, RetryPolicy
 from eventmart.platform.context import caused_by
+from eventmart.platform.db import keep_connections
 from eventmart.platform.errors import ConcurrencyError, EventmartError
 from eventmart.platform.infra import Platform
 from eventmart.platform.messages import Message, now_ms
@@ -212,7 +213,12 @@ class ServiceRuntime:
         log.info("service %s started (%d consumers)", svc.name, len(self.runners))
 
     def _thread(self, name: str, target: Callable[[threading.Event], None]) -> None:
-        t = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
+        def run(stop: threading.Event) -> None:
+            # A loop's transactions come one after another: it keeps its connections.
+            with keep_connections():
+                target(stop)
+
+        t = threading.Thread(target=run, args=(self.stop_event,), name=name, daemon=True)
         t.start()
         self.threads.append(t)
 
