@@ -392,6 +392,11 @@ class SqliteConsumer(Consumer):
         self._conn = log.connect()
         self._topic_ids = {t: log.topic(t) for t in self.topics}
         self._names = {tid: name for name, (tid, _) in self._topic_ids.items()}
+        ids = sorted(tid for tid, _ in self._topic_ids.values())
+        self._heads_sql = (
+            "SELECT topic_id, partition, next_offset FROM heads "
+            f"WHERE topic_id IN ({', '.join(map(str, ids))})"
+        )
         self._lock = threading.RLock()
         self._owned: dict[TopicPartition, int] = {}  # partition -> next offset to fetch
         self._paused: set[TopicPartition] = set()
@@ -588,6 +593,22 @@ class SqliteConsumer(Consumer):
         if version == self._data_version and self._idle:
             return []  # nothing committed since the last empty look
         self._data_version = version
+        # The log moved, but mostly elsewhere: one look at the heads of this consumer's
+        # topics finds the partitions with records past its position, and only those
+        # are read (a group owns tens of partitions; a SELECT each cost more than the
+        # records a small batch brings).
+        heads = {
+            (tid, partition): head
+            for tid, partition, head in self._conn.execute(self._heads_sql).fetchall()
+        }
+        active = [
+            tp
+            for tp in active
+            if heads.get((self._topic_ids[tp.topic][0], tp.partition), 0) > self._owned[tp]
+        ]
+        if not active:
+            self._idle = True
+            return []
         # Start at a different partition each time, and hand what an empty partition
         # leaves unused to the next one: fair, and never more than max_records.
         self._rotation = (self._rotation + 1) % len(active)
