@@ -11,6 +11,10 @@ from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, 
 from eventmart.platform.db import DriverStatement, column_params, insert_in
 from eventmart.platform.messages import now_ms
 
+# Up to this many ids a claim runs per id on the driver; beyond, SQLAlchemy's batched
+# INSERT costs less per id (4 us at 50 ids, 3.4 at 500).
+_ONE_BY_ONE = 16
+
 
 class Inbox:
     """Per consumer (a group or a projection), the message ids it has processed."""
@@ -31,20 +35,27 @@ class Inbox:
     def claim(self, conn: Connection, consumer: str, message_ids: Sequence[str]) -> set[str]:
         """Record the ids not seen before and return them; the caller handles only those.
 
-        One INSERT ... ON CONFLICT DO NOTHING RETURNING: the ids it inserted are the new
-        ones, and two transactions claiming one id at once cannot both get it (the unique
-        key decides). Runs in the caller's transaction: if the handling fails and rolls
-        back, the claim rolls back with it.
+        INSERT ... ON CONFLICT DO NOTHING RETURNING (per id for a small batch, batched
+        for a large one): the ids it inserted are the new ones, and two transactions
+        claiming one id at once cannot both get it (the unique key decides). Runs in the
+        caller's transaction: if the handling fails and rolls back, the claim rolls back
+        with it.
         """
         wanted = list(dict.fromkeys(message_ids))
         if not wanted:
             return set()
         now = now_ms()
-        if len(wanted) == 1:  # a batch of one (light traffic): straight to the driver
-            row = self._claim_one.first(
-                conn, {"consumer": consumer, "message_id": wanted[0], "processed_at_ms": now}
-            )
-            return {row[0]} if row else set()
+        if len(wanted) <= _ONE_BY_ONE:
+            # A small batch (most of them, short of a backlog): one driver call per id.
+            # ~7 us an id, against 12 (5 ids) to 40 (2 ids) through SQLAlchemy's batch.
+            claimed = set()
+            for message_id in wanted:
+                row = self._claim_one.first(
+                    conn, {"consumer": consumer, "message_id": message_id, "processed_at_ms": now}
+                )
+                if row:
+                    claimed.add(row[0])
+            return claimed
         rows = [{"consumer": consumer, "message_id": m, "processed_at_ms": now} for m in wanted]
         # One statement object per dialect, executed with a list of rows: SQLAlchemy's
         # "insertmanyvalues" batches it into multi-row INSERTs and the compiled form is
