@@ -15,6 +15,11 @@ How it stays correct across several OS processes:
 - Commits are fenced: an offset is written only while the committing member still holds
   the partition's lease, so a member that stalled past its session timeout cannot move
   the offset of a partition someone else now owns.
+
+What a poll costs: `PRAGMA data_version` says whether anything was committed to the log
+since the last empty look (nothing: no query at all); if so, one read of the heads of
+the group's topics says which owned partitions have records past the consumer's
+position, and only those are read.
 """
 
 from __future__ import annotations
