@@ -30,10 +30,10 @@ _NO_PARAMS: Mapping[str, Any] = {}
 
 
 class _Keeping(threading.local):
-    """Per thread: the SQLite connections it keeps (see `keep_connections`), None when
-    it does not keep any."""
+    """Per thread: the SQLite connections it keeps by database and role (see
+    `keep_connections`), None when it does not keep any."""
 
-    kept: list[Connection] | None = None
+    kept: dict[tuple[Database, str], Connection] | None = None
 
 
 _keeping = _Keeping()
@@ -54,13 +54,13 @@ def keep_connections() -> Iterator[None]:
     if _keeping.kept is not None:
         yield  # already keeping: the outer block closes them
         return
-    kept: list[Connection] = []
+    kept: dict[tuple[Database, str], Connection] = {}
     _keeping.kept = kept
     try:
         yield
     finally:
         _keeping.kept = None
-        for conn in kept:
+        for conn in kept.values():
             conn.close()
 
 
@@ -74,7 +74,6 @@ class Database:
         self._reader: Engine | None = None
         self._lock = threading.Lock()
         self._watch: sqlite3.Connection | None = None
-        self._kept = threading.local()  # .writer / .reader: this thread's kept connections
         path = sqlite_file(url)
         self._gate: AbstractContextManager[None] = write_gate(path) if path else nullcontext()
 
@@ -112,14 +111,8 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction: commits when the block ends, rolls back if it raises."""
-        with self._gate:
-            kept = self._kept_connection("writer", self.engine)
-            if kept is None:
-                with self.engine.connect() as conn, conn.begin():
-                    yield conn
-            else:
-                with kept.begin():
-                    yield kept
+        with self._gate, self._connection("writer", self.engine) as conn, conn.begin():
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -129,31 +122,25 @@ class Database:
             # The engine with the read-only option set once (it shares the pool), instead
             # of a copy of every connection with the option.
             reader = self._reader = self.engine.execution_options(**{_READ_ONLY: True})
-        kept = self._kept_connection("reader", reader)
-        if kept is None:
-            with reader.connect() as conn, conn.begin():
-                yield conn
-        else:
-            with kept.begin():
-                yield kept
+        with self._connection("reader", reader) as conn, conn.begin():
+            yield conn
 
-    def _kept_connection(self, role: str, engine: Engine) -> Connection | None:
-        """This thread's kept connection for `role`, opened on first use, when the thread
-        keeps connections (`keep_connections`), the database is SQLite and the connection
-        is free (a transaction inside another takes one from the pool, as before)."""
+    def _connection(self, role: str, engine: Engine) -> AbstractContextManager[Connection]:
+        """A connection for one transaction: this thread's kept one for `role` (opened on
+        first use) when the thread keeps connections (`keep_connections`), the database
+        is SQLite and the kept one is free; else one from the pool, returned after it (a
+        transaction inside another takes one from the pool, as before)."""
         kept = _keeping.kept
         if kept is None or not self.is_sqlite:
-            return None
-        conn: Connection | None = getattr(self._kept, role, None)
-        if conn is None or conn.closed or conn.invalidated:
+            return engine.connect()
+        conn = kept.get((self, role))
+        if conn is None or conn.invalidated:
             if conn is not None:
                 conn.close()
-            conn = engine.connect()
-            setattr(self._kept, role, conn)
-            kept.append(conn)
+            conn = kept[(self, role)] = engine.connect()
         elif conn.in_transaction():
-            return None
-        return conn
+            return engine.connect()
+        return nullcontext(conn)  # stays open for the thread's next transaction
 
     def data_version(self) -> int | None:
         """A number that changes whenever any connection commits to this SQLite database

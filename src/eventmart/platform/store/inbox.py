@@ -45,18 +45,12 @@ class Inbox:
         if not wanted:
             return set()
         now = now_ms()
-        if len(wanted) <= _ONE_BY_ONE:
+        rows = [{"consumer": consumer, "message_id": m, "processed_at_ms": now} for m in wanted]
+        if len(rows) <= _ONE_BY_ONE:
             # A small batch (most of them, short of a backlog): one driver call per id.
             # ~7 us an id, against 12 (5 ids) to 40 (2 ids) through SQLAlchemy's batch.
-            claimed = set()
-            for message_id in wanted:
-                row = self._claim_one.first(
-                    conn, {"consumer": consumer, "message_id": message_id, "processed_at_ms": now}
-                )
-                if row:
-                    claimed.add(row[0])
-            return claimed
-        rows = [{"consumer": consumer, "message_id": m, "processed_at_ms": now} for m in wanted]
+            claimed = (self._claim_one.first(conn, row) for row in rows)
+            return {found[0] for found in claimed if found}
         # One statement object per dialect, executed with a list of rows: SQLAlchemy's
         # "insertmanyvalues" batches it into multi-row INSERTs and the compiled form is
         # cached, instead of compiling a new statement for every batch size.
